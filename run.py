@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """prmforge command line: ``python run.py VERB ...`` (also installed as ``prmforge``).
 
-Verbs: label, demo, toy {train,eval}.  Exit codes: 0 done, 1 the job failed, 2 bad config or input.
+Verbs: label, demo, relabel, evaluate, bench {labelers}, toy {train,eval}.  Exit codes: 0 done, 1 the job failed, 2 bad config or input.
 """
 from __future__ import annotations
 
@@ -51,6 +51,57 @@ def cmd_demo(args) -> int:
     return _label(str(DEMO_CONFIG), args.out, overrides, args.overwrite, "out/demo")
 
 
+def cmd_relabel(args) -> int:
+    from pipeline.relabel import REPORT_FILE, relabel
+
+    summary = relabel(args.source, args.annotators, args.out, overwrite=args.overwrite)
+    data = summary.as_dict()
+    agreement = data.pop("agreement")
+    width = max(len(key) for key in list(data) + list(agreement))
+    print("\nrelabel")
+    for key, value in data.items():
+        print(f"  {key:<{width}}  {value}")
+    print("agreement of the old and new prm/ labels")
+    for key, value in agreement.items():
+        print(f"  {key:<{width}}  {value}")
+    print(f"\noutput: {args.out}  (report: {args.out}/{REPORT_FILE})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from pipeline.evaluate import evaluate_dataset, format_report
+
+    try:
+        report = evaluate_dataset(args.source, args.gold)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def cmd_bench_labelers(args) -> int:
+    from benchmarks.labelers import benchmark
+
+    report = benchmark(args.problems, args.samples, args.k, args.max_ops, args.seed)
+    _print_nested(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _print_nested(report: dict, indent: str = "") -> None:
+    width = max(len(key) for key in report)
+    for key, value in report.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}")
+            _print_nested(value, indent + "  ")
+        else:
+            print(f"{indent}{key:<{width}}  {value}")
+
+
 def cmd_toy_train(args) -> int:
     from toy.train import TrainConfig, train
 
@@ -89,6 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="key.sub=value")
     demo.set_defaults(func=cmd_demo)
 
+    relabel = verbs.add_parser("relabel", help="relabel a dataset under new annotators, reusing its rollouts")
+    relabel.add_argument("--from", dest="source", required=True, help="the parent dataset folder")
+    relabel.add_argument("--annotators", required=True, help="YAML with annotators / consensus (configs/annotators/)")
+    relabel.add_argument("--out", required=True)
+    relabel.add_argument("--overwrite", action="store_true")
+    relabel.set_defaults(func=cmd_relabel)
+
+    evaluate = verbs.add_parser("evaluate", help="score every annotator of a dataset against a gold annotator")
+    evaluate.add_argument("--from", dest="source", required=True, help="dataset folder")
+    evaluate.add_argument("--gold", required=True, help="gold annotator id or prefix (exact, human:prm800k, ...)")
+    evaluate.add_argument("--json")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    bench = verbs.add_parser("bench", help="benchmarks (figures for the README)").add_subparsers(dest="bench_verb", required=True)
+    labelers = bench.add_parser("labelers", help="OmegaPRM vs exhaustive MC: rollouts, tokens, time, accuracy vs exact")
+    labelers.add_argument("--problems", type=int, default=24)
+    labelers.add_argument("--samples", type=int, default=4, help="solutions per problem")
+    labelers.add_argument("--k", type=int, default=8, help="rollouts per prefix")
+    labelers.add_argument("--max-ops", type=int, help="toy difficulty: operations per problem (longer solutions)")
+    labelers.add_argument("--seed", type=int, default=0)
+    labelers.add_argument("--json")
+    labelers.set_defaults(func=cmd_bench_labelers)
+
     toy = verbs.add_parser("toy", help="the embedded toy domain and model").add_subparsers(dest="toy_verb", required=True)
     train = toy.add_parser("train", help="train the embedded model from scratch")
     train.add_argument("--out", default=str(PROJECT_ROOT / "toy" / "model"))
@@ -96,12 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--layers", type=int, default=3)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_toy_train)
-    evaluate = toy.add_parser("eval", help="accuracy of the embedded model and judge, through the vllm engine")
-    evaluate.add_argument("--model", default=str(PROJECT_ROOT / "toy" / "model"))
-    evaluate.add_argument("--n", type=int, default=200)
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--json")
-    evaluate.set_defaults(func=cmd_toy_eval)
+    toy_eval = toy.add_parser("eval", help="accuracy of the embedded model and judge, through the vllm engine")
+    toy_eval.add_argument("--model", default=str(PROJECT_ROOT / "toy" / "model"))
+    toy_eval.add_argument("--n", type=int, default=200)
+    toy_eval.add_argument("--seed", type=int, default=0)
+    toy_eval.add_argument("--json")
+    toy_eval.set_defaults(func=cmd_toy_eval)
     return parser
 
 

@@ -135,17 +135,58 @@ class ExactConfig(Strict):
     role: Literal["label", "gold"] = "gold"
 
 
-AnnotatorConfig = Annotated[Union[OmegaPRMConfig, MCExhaustiveConfig, ExactConfig], Field(discriminator="type")]
+class LLMJudgeConfig(Strict):
+    """An LLM asked for the earliest wrong step; ``model`` None means the policy engine itself."""
+
+    type: Literal["llm_judge"]
+    style: Literal["processbench", "qwen", "toy", "custom"] = "processbench"
+    template: str | None = None  # for style custom: {problem}, {tagged_steps}, {numbered_steps}
+    votes: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(1024, ge=1)
+    model: ModelConfig | None = None
+    role: Literal["label", "gold"] = "label"
+
+    @model_validator(mode="after")
+    def _template_for_custom(self) -> "LLMJudgeConfig":
+        if self.style == "custom" and not self.template:
+            raise ValueError("style custom needs a template")
+        return self
+
+
+class SymbolicConfig(Strict):
+    """Deterministic checks of the arithmetic written in each step."""
+
+    type: Literal["symbolic"]
+    role: Literal["label", "gold"] = "label"
+
+
+AnnotatorConfig = Annotated[Union[OmegaPRMConfig, MCExhaustiveConfig, ExactConfig, LLMJudgeConfig, SymbolicConfig],
+                            Field(discriminator="type")]
 
 
 class RolloutConfig(Strict):
     max_tokens: int | None = Field(None, ge=1)  # None: the policy's sampling.max_tokens
 
 
-class LabelsConfig(Strict):
-    """Which annotator's labels reach prm/ when no consensus rule is set."""
+class ConsensusConfig(Strict):
+    """Which labels reach prm/.  rule none: the primary annotator's, for every solution it labelled;
+    qwen: kept only where the primary and the judge name the same first error; agreement: the same
+    with any list of annotators (agree_with)."""
 
-    final: str | None = None  # an annotator type or id prefix; None: the first annotator whose role is label
+    rule: Literal["none", "qwen", "agreement"] = "none"
+    primary: str | None = None  # annotator type or id prefix; None: the first annotator whose role is label
+    agree_with: list[str] = []
+    symbolic_veto: bool = False
+    min_mc: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _members(self) -> "ConsensusConfig":
+        if self.rule == "qwen" and not self.agree_with:
+            self.agree_with = ["llm_judge"]
+        if self.rule == "agreement" and not self.agree_with:
+            raise ValueError("rule agreement needs agree_with: the annotators that must agree with the primary")
+        return self
 
 
 class OutputConfig(Strict):
@@ -167,7 +208,7 @@ class JobConfig(Strict):
     grade: GradeConfig = GradeConfig()
     annotators: list[AnnotatorConfig] = []
     rollouts: RolloutConfig = RolloutConfig()
-    labels: LabelsConfig = LabelsConfig()
+    consensus: ConsensusConfig = ConsensusConfig()
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
 

@@ -15,10 +15,12 @@ from data_schemas.layers import table
 from data_schemas.records import Problem, Solution, StepLabels
 from pipeline.config import ConfigError, JobConfig, config_hash, resolve_model_path
 from pipeline.sources import load_problems
+from pipeline.engines.factory import make_engine, shutdown_engine
 from pipeline.store import DatasetStore
 from stages.domains import get_domain
 from stages.generate import PolicySpec, generate_solutions
-from stages.annotator import AnnotationContext
+from stages.annotator import AnnotationContext, AnnotationResult
+from stages.consensus import Consensus, ConsensusRule, resolve
 from stages.answers import extract_final_answer
 from stages.grade import grade_answer, grade_solutions
 from stages.registry import build_annotator
@@ -67,7 +69,8 @@ class ShardWork:
     split_strategy: str
     token_offsets: Callable | None = None
     annotators: list = field(default_factory=list)  # (annotator, role) pairs, in config order
-    final_annotator: str | None = None  # the id whose labels reach prm/
+    consensus: Consensus | None = None  # picks prm/'s labels; None: outcomes only
+    engines: dict = field(default_factory=dict)  # judges' own engines, by annotator id
 
     def prepare(self, solutions: list[Solution], problems: dict[str, Problem]) -> list[Solution]:
         """Split and grade solutions (the policy's, or new ones an annotator's search wrote)."""
@@ -82,47 +85,92 @@ class ShardWork:
                                          timeout_s=self.config.grade.timeout_s).correct)
 
 
-def build_annotators(config: JobConfig) -> tuple[list, str | None]:
-    """The configured annotators and the id whose labels reach prm/."""
+def build_consensus(config: JobConfig, annotators: list) -> Consensus | None:
+    """The rule that picks prm/'s labels, or None when no annotator labels (outcomes only)."""
+    settings = config.consensus
+    label_ids = [a.id for a, role in annotators if role == "label"]
+    all_ids = [a.id for a, _ in annotators]
+    primary = settings.primary
+    if primary is None:
+        if not label_ids:
+            return None
+        primary = label_ids[0]
+    for name in [primary, *settings.agree_with]:
+        if resolve(name, all_ids) is None:
+            raise ConfigError(f"consensus: no annotator in the job matches {name!r} (annotators: {', '.join(all_ids) or 'none'})")
+    if settings.symbolic_veto and resolve("symbolic", all_ids) is None:
+        raise ConfigError("consensus.symbolic_veto: the job has no symbolic annotator")
+    return Consensus(ConsensusRule(primary=resolve(primary, all_ids), agree_with=tuple(settings.agree_with),
+                                   symbolic_veto=settings.symbolic_veto, min_mc=settings.min_mc))
+
+
+def build_annotators(config: JobConfig) -> tuple[list, Consensus | None]:
+    """The configured annotators, in order, with their roles; and the consensus rule."""
     annotators = [(build_annotator(entry.model_dump()), entry.role) for entry in config.annotators]
-    wanted = config.labels.final
-    final = None
-    for annotator, role in annotators:
-        if wanted is None and role == "label" or wanted is not None and annotator.id.startswith(wanted):
-            final = annotator.id
-            break
-    if wanted is not None and final is None:
-        raise ConfigError(f"labels.final: no annotator matches {wanted!r}")
-    return annotators, final
+    return annotators, build_consensus(config, annotators)
 
 
-def process_shard(problems: list[Problem], work: ShardWork, cached_rollouts: list[dict] = ()) -> dict:
-    """Run the stages over one shard's problems; returns the layer tables to write."""
+def judge_engines(config: JobConfig, annotators: list) -> dict[str, Engine]:
+    """An engine for every judge that has a model of its own (the others use the policy's)."""
+    engines = {}
+    for entry, (annotator, _role) in zip(config.annotators, annotators):
+        if entry.type == "llm_judge" and entry.model is not None:
+            engines[annotator.id] = make_engine(entry.model)
+    return engines
+
+
+def process_shard(problems: list[Problem], work: ShardWork) -> dict:
+    """Generate, split and grade one shard's solutions, then label them; returns the layer tables."""
+    by_id = {problem.problem_id: problem for problem in problems}
+    solutions = generate_solutions(problems, work.policy, work.spec, work.config.sampling.n, work.config.seed)
+    work.prepare([s for s in solutions if not s.failed_reason], by_id)
+    return label_shard(problems, solutions, work)
+
+
+@dataclass
+class Reuse:
+    """What a relabel takes from its parent: rollouts, and the labels of annotators it keeps."""
+
+    rollouts: list[dict] = field(default_factory=list)
+    labels: dict[str, dict[str, StepLabels]] = field(default_factory=dict)  # annotator id -> solution id -> row
+    solutions: dict[str, list[Solution]] = field(default_factory=dict)  # annotator id -> solutions it made
+
+
+def label_shard(problems: list[Problem], solutions: list[Solution], work: ShardWork, reuse: Reuse = Reuse()) -> dict:
+    """Run the annotators and the consensus over prepared solutions; returns the layer tables."""
     config = work.config
     by_id = {problem.problem_id: problem for problem in problems}
-    solutions: list[Solution] = generate_solutions(problems, work.policy, work.spec, config.sampling.n, config.seed)
-    work.prepare([s for s in solutions if not s.failed_reason], by_id)
-
+    solutions = list(solutions)
     sampler = RolloutSampler(work.policy, work.spec, by_id, work.grade_text, config.seed,
                              max_tokens=config.rollouts.max_tokens)
-    sampler.load(list(cached_rollouts))
-    context = AnnotationContext(by_id, sampler, lambda s: work.prepare([s], by_id)[0], job_seed=config.seed)
+    sampler.load(reuse.rollouts)
+    context = AnnotationContext(by_id, sampler, lambda s: work.prepare([s], by_id)[0],
+                                engines={"policy": work.policy, **work.engines}, job_seed=config.seed)
     tables: dict = {}
     labels_by_annotator: dict[str, dict[str, StepLabels]] = {}
     for annotator, _role in work.annotators:
-        result = annotator.annotate(solutions, context)
+        if annotator.id in reuse.labels:  # same annotator, same settings: its labels stand
+            result = AnnotationResult(list(reuse.labels[annotator.id].values()), reuse.solutions.get(annotator.id, []))
+        else:
+            result = annotator.annotate(solutions, context)
         solutions.extend(result.new_solutions)  # later annotators label the searched rollouts too
         labels_by_annotator[annotator.id] = {row.solution_id: row for row in result.labels}
         tables[f"labels/{annotator.id}"] = table("labels", [row.to_row() for row in result.labels])
-    if sampler.new_rows:
-        tables[f"rollouts/{work.spec.key}"] = table("rollouts", sampler.new_rows)
-    final = labels_by_annotator.get(work.final_annotator) if work.final_annotator else None
-    if final is not None:
-        final = {sid: row for sid, row in final.items() if not row.abstained}
+    rollout_rows = list(reuse.rollouts) + sampler.new_rows
+    if rollout_rows:
+        tables[f"rollouts/{work.spec.key}"] = table("rollouts", rollout_rows)
+    final, names = None, []
+    if work.consensus is not None:
+        final, decisions = work.consensus.apply(solutions, labels_by_annotator)
+        rule = work.consensus.rule
+        names = [rule.primary] + [resolve(m, list(labels_by_annotator)) or m for m in rule.agree_with]
+        if rule.agree_with or rule.symbolic_veto or rule.min_mc is not None:
+            tables[f"labels/{work.consensus.id}"] = table("labels", [row.to_row() for row in decisions])
+            names.append(work.consensus.id)
     tables.update({
         "problems": table("problems", [p.to_row() for p in problems]),
         "solutions": table("solutions", [s.to_row() for s in solutions]),
-        "prm": table("prm", prm_rows(by_id, solutions, final, [work.final_annotator] if work.final_annotator else [])),
+        "prm": table("prm", prm_rows(by_id, solutions, final, names)),
     })
     return tables
 
@@ -158,6 +206,17 @@ def summarize(store: DatasetStore, summary: JobSummary) -> JobSummary:
     summary.steps = sum(len(steps) for steps in solutions.column("steps").to_pylist())
     summary.labelled_steps = sum(sum(1 for label in labels if label >= 0) for labels in prm.column("labels").to_pylist())
     summary.prm_rows = prm.num_rows
+    annotators = {}
+    for layer in store.layers():
+        if layer.startswith("labels/"):
+            rows = store.read_layer(layer).to_pydict()
+            annotators[layer[len("labels/"):]] = {
+                "rows": len(rows["solution_id"]),
+                "abstained_or_dropped": sum(rows["abstained"]),
+                "rollouts": sum(rows["rollouts"]),
+                "generated_tokens": sum(rows["generated_tokens"]),
+            }
+    summary.extra["annotators"] = annotators
     return summary
 
 
@@ -172,35 +231,42 @@ def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: b
     from tqdm import tqdm
 
     from pipeline.card import dataset_card
-    from pipeline.engines.factory import make_engine, shutdown_engine
     from pipeline.ray_runtime import ensure_ray
 
     started = time.time()
     problems = load_problems(config.problems)  # read everything first: a bad record writes nothing
+    annotators, consensus = build_annotators(config)  # a bad annotator or rule fails before any output
     store = DatasetStore(out, overwrite=overwrite)
     store.begin(config.model_dump(mode="json"), config_hash(config))
     shards = shard_problems(problems, config.output.shard_size)
     pending = [(shard_id, shard) for shard_id, shard in shards if not store.is_complete(shard_id)]
     summary = JobSummary(out=out, shards_total=len(shards), shards_skipped=len(shards) - len(pending))
     if pending:
-        owns_engine = engine is None
-        if owns_engine:
-            if config.policy.engine == "vllm":
+        owned: list[Engine] = []
+        if engine is None:
+            if needs_ray(config):
                 ensure_ray(config.ray)
             engine = make_engine(config.policy)
+            owned.append(engine)
         strategy = config.split.strategy or get_domain(config.problems.domain).split_strategy
-        annotators, final = build_annotators(config)
+        engines = judge_engines(config, annotators)
+        owned.extend(engines.values())
         work = ShardWork(config, policy_spec(config), engine, strategy,
                          token_offsets_for(config.policy.model) if strategy == "token_budget" else None,
-                         annotators, final)
+                         annotators, consensus, engines)
         try:
             for shard_id, shard in tqdm(pending, desc="shards", unit="shard", disable=not progress):
                 store.write_shard(shard_id, process_shard(shard, work))
         finally:
-            if owns_engine:
-                shutdown_engine(engine)
+            for owned_engine in owned:
+                shutdown_engine(owned_engine)
     summary = summarize(store, summary)
     summary.wall_s = round(time.time() - started, 1)
-    manifest = store.finish(summary.as_dict(), "")
-    store.write_card(dataset_card(manifest, store.layers(), title=config.name)) if hasattr(store, "write_card") else None
+    manifest = store.finish(summary.as_dict())
+    store.write_card(dataset_card(manifest, store.layers(), title=config.name))
     return summary
+
+
+def needs_ray(config: JobConfig) -> bool:
+    models = [config.policy] + [a.model for a in config.annotators if getattr(a, "model", None) is not None]
+    return any(model.engine == "vllm" for model in models)

@@ -5,6 +5,7 @@ from dataclasses import fields
 from typing import Any
 
 from stages.exact import ExactChecker
+from stages.judge import JudgeSettings, LLMJudge
 from stages.mc_exhaustive import MCExhaustive, MCExhaustiveSettings
 from stages.omegaprm import OmegaPRM, OmegaPRMSettings
 
@@ -22,4 +23,12 @@ def build_annotator(entry: dict[str, Any]):
         return MCExhaustive(_settings(MCExhaustiveSettings, entry))
     if kind == "exact":
         return ExactChecker()
+    if kind == "llm_judge":
+        model = entry.get("model")
+        settings = _settings(JudgeSettings, {**entry, "chat": bool(model and model.get("chat"))})
+        return LLMJudge(settings, model_name=model["model"] if model else "policy")
+    if kind == "symbolic":
+        from stages.symbolic import SymbolicChecker
+
+        return SymbolicChecker()
     raise ValueError(f"unknown annotator type {kind!r}")
