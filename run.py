@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """prmforge command line: ``python run.py VERB ...`` (also installed as ``prmforge``).
 
-Verbs: label, demo, relabel, evaluate, bench {labelers}, toy {train,eval}.  Exit codes: 0 done, 1 the job failed, 2 bad config or input.
+Verbs: label, demo, relabel, import, export, push, evaluate, bench {labelers}, toy {train,eval}.  Exit codes: 0 done, 1 the job failed, 2 bad config or input.
 """
 from __future__ import annotations
 
@@ -65,6 +65,54 @@ def cmd_relabel(args) -> int:
     for key, value in agreement.items():
         print(f"  {key:<{width}}  {value}")
     print(f"\noutput: {args.out}  (report: {args.out}/{REPORT_FILE})")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from data_schemas.formats import FormatError
+    from pipeline.importer import SKIPPED_FILE, import_dataset
+
+    try:
+        summary = import_dataset(args.format, args.input, args.out, skip_invalid=args.skip_invalid,
+                                 overwrite=args.overwrite, split=args.split)
+    except (FormatError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    skipped = summary.pop("skipped_records")
+    _print_nested(summary)
+    for where, why in skipped[:20]:
+        print(f"  skipped {where}: {why}")
+    if skipped:
+        print(f"  ({len(skipped)} skipped in all; listed in {args.out}/{SKIPPED_FILE})")
+    print(f"\noutput: {args.out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pipeline.export import export_dataset
+
+    try:
+        report = export_dataset(args.source, args.format, args.out, test_size=args.test_size, seed=args.seed)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _print_nested(report)
+    print(f"\noutput: {args.out}  (load with datasets.load_dataset({args.out!r}))")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from pipeline.push import push
+
+    try:
+        result = push(args.source, args.repo, private=args.private, export_format=args.format,
+                      test_size=args.test_size, dry_run=args.dry_run)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    files = result.pop("files")
+    _print_nested(result)
+    print(f"  {len(files)} files: " + ", ".join(files[:8]) + (" ..." if len(files) > 8 else ""))
     return 0
 
 
@@ -146,6 +194,33 @@ def build_parser() -> argparse.ArgumentParser:
     relabel.add_argument("--out", required=True)
     relabel.add_argument("--overwrite", action="store_true")
     relabel.set_defaults(func=cmd_relabel)
+
+    importer = verbs.add_parser("import", help="import a public PRM dataset into prmforge layers")
+    importer.add_argument("--format", required=True, choices=["processbench", "prm800k", "math-shepherd", "trl"])
+    importer.add_argument("--input", required=True, help="file (.json/.jsonl/.parquet), datasets folder, or Hub id")
+    importer.add_argument("--out", required=True)
+    importer.add_argument("--split", default="train", help="split, for a datasets folder or Hub id")
+    importer.add_argument("--skip-invalid", action="store_true", help="skip malformed records and report them")
+    importer.add_argument("--overwrite", action="store_true")
+    importer.set_defaults(func=cmd_import)
+
+    export = verbs.add_parser("export", help="export prm/ rows to a trainer format")
+    export.add_argument("--from", dest="source", required=True)
+    export.add_argument("--format", required=True, choices=["trl", "math-shepherd", "processbench", "parquet"])
+    export.add_argument("--out", required=True)
+    export.add_argument("--test-size", type=float, help="share of problems in a test split (split by problem)")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(func=cmd_export)
+
+    push = verbs.add_parser("push", help="publish a dataset on the Hugging Face Hub")
+    push.add_argument("--from", dest="source", required=True)
+    push.add_argument("--repo", required=True, help="ORG/NAME")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--format", choices=["trl", "math-shepherd", "processbench", "parquet"],
+                      help="push one export format instead of every layer")
+    push.add_argument("--test-size", type=float)
+    push.add_argument("--dry-run", metavar="DIR", help="write the Hub folder to DIR and upload nothing")
+    push.set_defaults(func=cmd_push)
 
     evaluate = verbs.add_parser("evaluate", help="score every annotator of a dataset against a gold annotator")
     evaluate.add_argument("--from", dest="source", required=True, help="dataset folder")

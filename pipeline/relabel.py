@@ -19,7 +19,7 @@ from data_schemas.engine import Engine, GenerationRequest, GenerationResult
 from data_schemas.records import Problem, Solution, StepLabels
 from pipeline.config import ConfigError, JobConfig, build_config, config_hash
 from pipeline.evaluate import cohen_kappa
-from pipeline.store import DatasetStore
+from pipeline.store import DatasetStore, split_into_shards
 
 RELABEL_KEYS = {"annotators", "consensus", "rollouts", "grade"}
 REPORT_FILE = "relabel_report.json"
@@ -107,7 +107,7 @@ def relabel(source: str, annotators_file: str, out: str, *, overwrite: bool = Fa
     from pipeline.engines.factory import make_engine, shutdown_engine
     from pipeline.ray_runtime import ensure_ray
     from pipeline.runner import (Reuse, ShardWork, build_annotators, judge_engines, label_shard, needs_ray,
-                                 policy_spec, shard_problems, token_offsets_for)
+                                 policy_spec, token_offsets_for)
     from stages.domains import get_domain
 
     started = time.time()
@@ -143,7 +143,7 @@ def relabel(source: str, annotators_file: str, out: str, *, overwrite: bool = Fa
 
     summary = RelabelSummary(out=out, parent=source, reused_annotators=reused_ids,
                              rerun_annotators=[a.id for a, _ in annotators if a.id not in reused_ids])
-    shards = shard_problems(problems, config.output.shard_size)
+    shards = split_into_shards(problems, config.output.shard_size)
     pending = [(sid, shard) for sid, shard in shards if not store.is_complete(sid)]
     summary.shards_total, summary.shards_skipped = len(shards), len(shards) - len(pending)
 

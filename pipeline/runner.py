@@ -16,7 +16,7 @@ from data_schemas.records import Problem, Solution, StepLabels
 from pipeline.config import ConfigError, JobConfig, config_hash, resolve_model_path
 from pipeline.sources import load_problems
 from pipeline.engines.factory import make_engine, shutdown_engine
-from pipeline.store import DatasetStore
+from pipeline.store import DatasetStore, split_into_shards
 from stages.domains import get_domain
 from stages.generate import PolicySpec, generate_solutions
 from stages.annotator import AnnotationContext, AnnotationResult
@@ -220,11 +220,6 @@ def summarize(store: DatasetStore, summary: JobSummary) -> JobSummary:
     return summary
 
 
-def shard_problems(problems: list[Problem], shard_size: int) -> list[tuple[str, list[Problem]]]:
-    return [(f"{index // shard_size:05d}", problems[index:index + shard_size])
-            for index in range(0, len(problems), shard_size)]
-
-
 def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: bool = True,
             engine: Engine | None = None) -> JobSummary:
     """Label ``config``'s problems into ``out``.  ``engine`` replaces the policy engine (tests, library use)."""
@@ -238,7 +233,7 @@ def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: b
     annotators, consensus = build_annotators(config)  # a bad annotator or rule fails before any output
     store = DatasetStore(out, overwrite=overwrite)
     store.begin(config.model_dump(mode="json"), config_hash(config))
-    shards = shard_problems(problems, config.output.shard_size)
+    shards = split_into_shards(problems, config.output.shard_size)
     pending = [(shard_id, shard) for shard_id, shard in shards if not store.is_complete(shard_id)]
     summary = JobSummary(out=out, shards_total=len(shards), shards_skipped=len(shards) - len(pending))
     if pending:

@@ -45,6 +45,11 @@ _SHARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAX_FOLDER_CHARS = 64
 
 
+def split_into_shards(items: list, shard_size: int) -> list[tuple[str, list]]:
+    """Consecutive chunks of ``shard_size`` items with their shard ids ("00000", "00001", ...)."""
+    return [(f"{index // shard_size:05d}", items[index:index + shard_size]) for index in range(0, len(items), shard_size)]
+
+
 class ConfigMismatchError(ValueError):
     """The output folder holds data made under another config (or is not a prmforge output)."""
 
@@ -305,8 +310,10 @@ class DatasetStore:
         if not tables:
             raise ValueError(f"shard {shard_id!r}: no layers to write")
         folders = {layer: layer_folder(layer) for layer in tables}
-        # Every table is checked before any file is written.
+        # Every table is checked before any file is written.  Empty tables write no file: readers of
+        # Parquet folders (datasets among them) fail on a zero-row file, and no file means no rows.
         conformed = {layer: conform_to_schema(layer, table) for layer, table in tables.items()}
+        conformed = {layer: table for layer, table in conformed.items() if table.num_rows > 0}
         if self.is_complete(shard_id):
             # Rewriting a recorded shard: unrecord it first, so a crash midway cannot leave it recorded half-replaced.
             self._update_manifest(lambda manifest: manifest["shards"].pop(shard_id, None))
@@ -330,7 +337,7 @@ class DatasetStore:
 
         def record(manifest: dict) -> None:
             manifest["shards"][shard_id] = rows
-            manifest["layer_dirs"].update(folders)
+            manifest["layer_dirs"].update({layer: folders[layer] for layer in conformed})
 
         self._update_manifest(record)
 

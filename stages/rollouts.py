@@ -96,7 +96,8 @@ class RolloutSampler:
             wanted = query.k or k
             solution = query.solution
             prompt = solution.prompt + prefix_text(solution, query.prefix_steps)
-            key = prefix_hash(solution.policy_key, solution.prompt, prefix_text(solution, query.prefix_steps))
+            # keyed by the policy that rolls out (not the one that wrote the solution: imports differ)
+            key = prefix_hash(self.spec.key, solution.prompt, prefix_text(solution, query.prefix_steps))
             keys.append(key)
             prompts.append(prompt)
             full = query.prefix_steps >= len(solution.steps)
