@@ -194,8 +194,14 @@ class OutputConfig(Strict):
 
 
 class RayConfig(Strict):
+    """Where and how the job runs; none of it changes the output (it is not in the config hash)."""
+
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started in-process
     num_cpus: int | None = None  # for the local Ray only
+    shard_cpus: float = Field(1, gt=0)  # CPUs of one shard task (split, grade, symbolic, search logic)
+    max_shards_in_flight: int | None = Field(None, ge=1)  # None: twice the policy replicas
+    task_retries: int = Field(3, ge=0)  # a shard task whose worker dies is run again
+    actor_restarts: int = Field(3, ge=0)  # an engine actor that dies is restarted, its calls retried
 
 
 class JobConfig(Strict):

@@ -115,7 +115,7 @@ def judge_engines(config: JobConfig, annotators: list) -> dict[str, Engine]:
     engines = {}
     for entry, (annotator, _role) in zip(config.annotators, annotators):
         if entry.type == "llm_judge" and entry.model is not None:
-            engines[annotator.id] = make_engine(entry.model)
+            engines[annotator.id] = make_engine(entry.model, actor_restarts=config.ray.actor_restarts)
     return engines
 
 
@@ -197,40 +197,102 @@ class JobSummary:
 
 
 def summarize(store: DatasetStore, summary: JobSummary) -> JobSummary:
-    solutions = store.read_layer("solutions")
-    prm = store.read_layer("prm")
-    summary.problems = store.read_layer("problems").num_rows
-    summary.solutions = solutions.num_rows
-    summary.failed_solutions = sum(1 for reason in solutions.column("failed_reason").to_pylist() if reason)
-    summary.correct_solutions = sum(1 for ok in solutions.column("outcome_correct").to_pylist() if ok)
-    summary.steps = sum(len(steps) for steps in solutions.column("steps").to_pylist())
-    summary.labelled_steps = sum(sum(1 for label in labels if label >= 0) for labels in prm.column("labels").to_pylist())
-    summary.prm_rows = prm.num_rows
+    """Counts over the whole output, read one shard at a time (memory bounded by the shard size)."""
+    def total(layer: str, columns: list[str], count) -> int:
+        return sum(count(part) for part in store.iter_layer(layer, columns))
+
+    summary.problems = total("problems", ["problem_id"], lambda t: t.num_rows)
+    summary.solutions = total("solutions", ["solution_id"], lambda t: t.num_rows)
+    summary.failed_solutions = total("solutions", ["failed_reason"], lambda t: t.num_rows - t.column(0).null_count)
+    summary.correct_solutions = total("solutions", ["outcome_correct"],
+                                      lambda t: sum(1 for ok in t.column(0).to_pylist() if ok))
+    summary.steps = total("solutions", ["steps"], lambda t: sum(len(s) for s in t.column(0).to_pylist()))
+    summary.prm_rows = total("prm", ["solution_id"], lambda t: t.num_rows)
+    summary.labelled_steps = total("prm", ["labels"], lambda t: sum(sum(1 for l in ls if l >= 0) for ls in t.column(0).to_pylist()))
     annotators = {}
     for layer in store.layers():
         if layer.startswith("labels/"):
-            rows = store.read_layer(layer).to_pydict()
-            annotators[layer[len("labels/"):]] = {
-                "rows": len(rows["solution_id"]),
-                "abstained_or_dropped": sum(rows["abstained"]),
-                "rollouts": sum(rows["rollouts"]),
-                "generated_tokens": sum(rows["generated_tokens"]),
-            }
+            columns = ["abstained", "rollouts", "generated_tokens"]
+            stats = {"rows": 0, "abstained_or_dropped": 0, "rollouts": 0, "generated_tokens": 0}
+            for part in store.iter_layer(layer, columns):
+                data = part.to_pydict()
+                stats["rows"] += part.num_rows
+                stats["abstained_or_dropped"] += sum(data["abstained"])
+                stats["rollouts"] += sum(data["rollouts"])
+                stats["generated_tokens"] += sum(data["generated_tokens"])
+            annotators[layer[len("labels/"):]] = stats
     summary.extra["annotators"] = annotators
     return summary
 
 
-def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: bool = True,
-            engine: Engine | None = None) -> JobSummary:
-    """Label ``config``'s problems into ``out``.  ``engine`` replaces the policy engine (tests, library use)."""
+def build_work(config: JobConfig, policy: Engine, judges: dict[str, Engine]) -> ShardWork:
+    annotators, consensus = build_annotators(config)
+    strategy = config.split.strategy or get_domain(config.problems.domain).split_strategy
+    return ShardWork(config, policy_spec(config), policy, strategy,
+                     token_offsets_for(config.policy.model) if strategy == "token_budget" else None,
+                     annotators, consensus, judges)
+
+
+def shard_task(config_data: dict, problem_rows: list[dict], policy_handle, judge_handles: dict) -> dict:
+    """One shard as a Ray task: the unit of work and of retry (a task whose worker dies runs again, and
+    per-request seeds make the rerun write the same rows)."""
+    from pipeline.engines.factory import RayEngine, engine_from_handle
+
+    config = JobConfig.model_validate(config_data)
+    policy = engine_from_handle(policy_handle)
+    judges = {annotator: engine_from_handle(handle) for annotator, handle in judge_handles.items()}
+    try:
+        return process_shard([Problem.from_row(row) for row in problem_rows], build_work(config, policy, judges))
+    finally:
+        for built in [policy, *judges.values()]:
+            if not isinstance(built, RayEngine):  # HTTP clients made here; actors belong to the driver
+                shutdown_engine(built)
+
+
+def _run_in_process(pending: list, store: DatasetStore, work: ShardWork, progress: bool) -> None:
     from tqdm import tqdm
 
+    for shard_id, shard in tqdm(pending, desc="shards", unit="shard", disable=not progress):
+        store.write_shard(shard_id, process_shard(shard, work))
+
+
+def _run_as_tasks(pending: list, store: DatasetStore, config: JobConfig, policy_handle, judge_handles: dict,
+                  progress: bool) -> None:
+    """Shards as Ray tasks, a bounded number in flight; each is written as soon as it returns."""
+    import ray
+    from tqdm import tqdm
+
+    remote = ray.remote(shard_task).options(num_cpus=config.ray.shard_cpus, max_retries=config.ray.task_retries)
+    limit = config.ray.max_shards_in_flight or 2 * config.policy.replicas
+    config_data = config.model_dump(mode="json")
+    queue = list(pending)
+    in_flight: dict = {}
+    with tqdm(total=len(pending), desc="shards", unit="shard", disable=not progress) as bar:
+        while queue or in_flight:
+            while queue and len(in_flight) < limit:
+                shard_id, shard = queue.pop(0)
+                ref = remote.remote(config_data, [p.to_row() for p in shard], policy_handle, judge_handles)
+                in_flight[ref] = shard_id
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                store.write_shard(in_flight.pop(ref), ray.get(ref))
+                bar.update()
+
+
+def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: bool = True,
+            engine: Engine | None = None) -> JobSummary:
+    """Label ``config``'s problems into ``out``.
+
+    By default Ray runs it: engine actors are started once, and each shard is a task.  ``engine``
+    (any Engine: tests, library use) runs every shard in this process with that policy engine instead.
+    """
     from pipeline.card import dataset_card
+    from pipeline.engines.factory import task_handle
     from pipeline.ray_runtime import ensure_ray
 
     started = time.time()
     problems = load_problems(config.problems)  # read everything first: a bad record writes nothing
-    annotators, consensus = build_annotators(config)  # a bad annotator or rule fails before any output
+    annotators, _ = build_annotators(config)  # a bad annotator or rule fails before any output
     store = DatasetStore(out, overwrite=overwrite)
     store.begin(config.model_dump(mode="json"), config_hash(config))
     shards = split_into_shards(problems, config.output.shard_size)
@@ -238,20 +300,21 @@ def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: b
     summary = JobSummary(out=out, shards_total=len(shards), shards_skipped=len(shards) - len(pending))
     if pending:
         owned: list[Engine] = []
-        if engine is None:
-            if needs_ray(config):
-                ensure_ray(config.ray)
-            engine = make_engine(config.policy)
-            owned.append(engine)
-        strategy = config.split.strategy or get_domain(config.problems.domain).split_strategy
-        engines = judge_engines(config, annotators)
-        owned.extend(engines.values())
-        work = ShardWork(config, policy_spec(config), engine, strategy,
-                         token_offsets_for(config.policy.model) if strategy == "token_budget" else None,
-                         annotators, consensus, engines)
         try:
-            for shard_id, shard in tqdm(pending, desc="shards", unit="shard", disable=not progress):
-                store.write_shard(shard_id, process_shard(shard, work))
+            if engine is not None:
+                judges = judge_engines(config, annotators)
+                owned.extend(judges.values())
+                _run_in_process(pending, store, build_work(config, engine, judges), progress)
+            else:
+                ensure_ray(config.ray)
+                policy = make_engine(config.policy, actor_restarts=config.ray.actor_restarts)
+                owned.append(policy)
+                judges = judge_engines(config, annotators)
+                owned.extend(judges.values())
+                models = {id(a): entry.model for entry, (a, _) in zip(config.annotators, annotators)
+                          if getattr(entry, "model", None) is not None}
+                judge_handles = {a.id: task_handle(judges[a.id], models[id(a)]) for a, _ in annotators if a.id in judges}
+                _run_as_tasks(pending, store, config, task_handle(policy, config.policy), judge_handles, progress)
         finally:
             for owned_engine in owned:
                 shutdown_engine(owned_engine)

@@ -5,6 +5,7 @@ all problems have been read.
 """
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,24 @@ class ProblemSourceError(ValueError):
     """A problem file or record that cannot be used."""
 
 
-def _records_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+def _open_binary(path: str):
+    """A local path, or a URI on any pyarrow filesystem (s3://, gs://, hdfs://, file://)."""
+    if "://" not in path:
+        try:
+            return Path(path).open("rb")
+        except OSError as error:
+            raise ProblemSourceError(f"{path}: cannot open ({error.strerror})") from None
+    from pyarrow import fs
+
     try:
-        handle = path.open("rb")
-    except OSError as error:
-        raise ProblemSourceError(f"{path}: cannot open ({error.strerror})") from None
+        filesystem, inner = fs.FileSystem.from_uri(path)
+        return io.BufferedReader(filesystem.open_input_file(inner))
+    except Exception as error:
+        raise ProblemSourceError(f"{path}: cannot open ({error})") from None
+
+
+def _records_jsonl(path: str) -> Iterator[tuple[str, dict]]:
+    handle = _open_binary(path)
     with handle:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}, line {number}"
@@ -44,7 +58,7 @@ def _records_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
             yield where, record
 
 
-def _records_parquet(path: Path) -> Iterator[tuple[str, dict]]:
+def _records_parquet(path: str) -> Iterator[tuple[str, dict]]:
     import pyarrow.parquet as pq
 
     try:
@@ -100,13 +114,14 @@ def load_problems(config: ProblemsConfig) -> list[Problem]:
         problems = _toy_problems(config)
     else:
         if config.source == "jsonl":
-            records = _records_jsonl(Path(config.path))
+            records = _records_jsonl(config.path)
         elif config.source == "parquet":
-            records = _records_parquet(Path(config.path))
+            records = _records_parquet(config.path)
         else:
             records = _records_hf(config)
         problems = []
         seen: dict[str, str] = {}
+        seen_ids: dict[str, str] = {}
         fields = config.fields
         for index, (where, record) in enumerate(records):
             if index < config.offset:
@@ -119,7 +134,11 @@ def load_problems(config: ProblemsConfig) -> list[Problem]:
             if len(question) > MAX_QUESTION_CHARS:
                 raise ProblemSourceError(f"{where}: field {fields.question!r} has {len(question)} characters (limit {MAX_QUESTION_CHARS})")
             answer = _field(record, fields.answer, where)
-            source_id = _field(record, fields.id, where) if fields.id else str(index)
+            # without an id field a problem is its question: the same question twice is a duplicate
+            source_id = _field(record, fields.id, where) if fields.id else ""
+            if source_id and source_id in seen_ids:
+                raise ProblemSourceError(f"{where}: field {fields.id!r}: duplicate id {source_id!r} (first at {seen_ids[source_id]})")
+            seen_ids[source_id] = where
             problem_id = problem_id_for(source_id, question)
             if problem_id in seen:
                 raise ProblemSourceError(f"{where}: duplicate problem (same id and question as {seen[problem_id]})")

@@ -359,6 +359,12 @@ class DatasetStore:
             recorded = [shard_id for shard_id in sorted(shards) if layer in shards[shard_id]]
         return [self._path(folder, f"part-{shard_id}.parquet") for shard_id in recorded]
 
+    def iter_layer(self, layer: str, columns: list[str] | None = None):
+        """The layer's completed parts one table at a time: memory bounded by a shard, not the dataset."""
+        schema = LAYERS[layer.partition("/")[0]]
+        for path in self.layer_files(layer):
+            yield pq.read_table(path, filesystem=self._fs, schema=schema, columns=columns)
+
     def read_layer(self, layer: str) -> pa.Table:
         """All rows of ``layer`` from completed shards (stray files ignored), with the layer's schema."""
         schema = LAYERS[layer.partition("/")[0]]

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from data_schemas.records import Solution, StepLabels
-from stages.annotator import AnnotationContext, AnnotationResult, Search, annotator_id, drive, lockstep, spent_since
+from stages.annotator import (AnnotationContext, AnnotationResult, Search, annotator_id, detail_json, drive, lockstep,
+                              spent_since)
 from stages.rollouts import MCEstimate, PrefixQuery
 
 
@@ -56,7 +57,7 @@ class MCExhaustive:
         for prefix in range(1, len(solution.steps) + 1):
             [estimate] = yield [PrefixQuery(solution, prefix)]
             estimates[prefix - 1] = estimate
-            if estimate.n_correct == 0:
+            if estimate.error or estimate.n_correct == 0:
                 break
         return estimates
 
@@ -70,7 +71,13 @@ class MCExhaustive:
         spent = spent_since(context.sampler, start)
         labels = []
         for solution, estimates in zip(usable, results):
-            row = _labels_from_estimates(solution, estimates, self.id)
+            failed = next((e.error for e in estimates if e is not None and e.error), None)
+            if failed:
+                steps = len(solution.steps)
+                row = StepLabels(solution.solution_id, solution.problem_id, self.id, [-1] * steps, [None] * steps,
+                                 [0] * steps, [0] * steps, -1, abstained=True, detail=detail_json({"reason": failed}))
+            else:
+                row = _labels_from_estimates(solution, estimates, self.id)
             row.rollouts, row.generated_tokens = spent.get(solution.solution_id, (0, 0))
             labels.append(row)
         return AnnotationResult(labels)

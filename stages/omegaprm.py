@@ -59,6 +59,7 @@ class SearchOutcome:
 
     first_error_step: int
     measured: dict[int, MCEstimate] = field(default_factory=dict)  # prefix_steps -> estimate
+    error: str | None = None  # rollouts failed: no verdict
 
 
 def binary_search(solution: Solution, left: int, right: int) -> Search:
@@ -68,6 +69,8 @@ def binary_search(solution: Solution, left: int, right: int) -> Search:
     while right - left > 1:
         middle = (left + right) // 2
         [estimate] = yield [PrefixQuery(solution, middle)]
+        if estimate.error:
+            return SearchOutcome(-1, measured, error=estimate.error)
         measured[middle] = estimate
         if estimate.value > 0:
             left = middle
@@ -142,6 +145,10 @@ class OmegaPRM:
         root_estimate = MCEstimate(0.0, 0, 0, [])
         if extra:
             [root_estimate] = yield [PrefixQuery(gradable[0], 0, k=extra)]
+            if root_estimate.error:
+                for solution in gradable:
+                    labels[solution.solution_id] = self._abstain(solution, root_estimate.error)
+                return None
         n_correct = sum(bool(s.outcome_correct) for s in gradable) + root_estimate.n_correct
         n_total = len(gradable) + root_estimate.n_rollouts
         root = TreeState(gradable[0], 0, MCEstimate(n_correct / n_total, n_correct, n_total, root_estimate.rollouts))
@@ -159,6 +166,9 @@ class OmegaPRM:
         outcomes = yield from lockstep([binary_search(s, 0, len(s.steps)) for s in wrong])
         states: list[TreeState] = [root]
         for solution, outcome in zip(wrong, outcomes):
+            if outcome.error:
+                labels[solution.solution_id] = self._abstain(solution, outcome.error)
+                continue
             labels[solution.solution_id] = labels_from_search(solution, outcome, self.id)
             states.extend(self._new_states(solution, outcome))
 
@@ -181,6 +191,8 @@ class OmegaPRM:
             if derived.outcome_correct is not False or left >= len(derived.steps):
                 continue  # nothing to search: not wrong after all, or no step beyond the state
             outcome = yield from binary_search(derived, left, len(derived.steps))
+            if outcome.error:
+                continue  # a searched rollout with failed rollouts is not kept
             known = {state.prefix_steps: state.mc} if left == state.prefix_steps and left > 0 else None
             labels[derived.solution_id] = labels_from_search(derived, outcome, self.id, known)
             new_solutions.append(derived)

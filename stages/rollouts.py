@@ -53,6 +53,7 @@ class MCEstimate:
     n_correct: int
     n_rollouts: int
     rollouts: list[Rollout]
+    error: str | None = None  # the engine failed for this prefix: no estimate, annotators abstain
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class RolloutSampler:
     max_tokens: int | None = None  # rollout length limit; None: the policy's
     cache: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     new_rows: list[dict] = field(default_factory=list)  # rollouts-layer rows sampled by this sampler
+    failures: dict[str, str] = field(default_factory=dict)  # prefix hash -> why its rollouts failed
     engine_calls: int = 0
 
     def load(self, rows: list[dict]) -> None:
@@ -106,6 +108,7 @@ class RolloutSampler:
                 if lacking > 0:
                     previous = missing.get(key, (0, None, None))[0]
                     missing[key] = (previous + lacking, query, prompt)
+        missing = {key: value for key, value in missing.items() if key not in self.failures}
         if missing:
             self._sample(missing)
         estimates = []
@@ -114,6 +117,9 @@ class RolloutSampler:
                 # the whole solution: its own answer decides, no rollout needed
                 correct = bool(query.solution.outcome_correct)
                 estimates.append(MCEstimate(1.0 if correct else 0.0, int(correct), 0, []))
+                continue
+            if key in self.failures and len(self.cache[key]) < (query.k or k):
+                estimates.append(MCEstimate(0.0, 0, 0, [], error=self.failures[key]))
                 continue
             rows = self.cache[key][:query.k or k]
             rollouts = [Rollout(r["completion"], bool(r["correct"]), int(r["tokens"])) for r in rows]
@@ -135,8 +141,9 @@ class RolloutSampler:
         self.engine_calls += 1
         for key, request, result in zip(keys, requests, results):
             count, query, prompt = missing[key]
-            if not result.ok:
-                raise RolloutError(f"rollouts for solution {query.solution.solution_id} prefix {query.prefix_steps} failed: {result.error}")
+            if not result.ok:  # the engine gave up on it (after its own retries): one prefix, not the job
+                self.failures[key] = f"rollouts from prefix {query.prefix_steps} failed: {result.error}"
+                continue
             problem = self.problems[query.solution.problem_id]
             prefix = prefix_text(query.solution, query.prefix_steps)
             start = len(self.cache[key])
@@ -155,7 +162,3 @@ class RolloutSampler:
                 }
                 self.new_rows.append(row)
                 self.cache[key].append(row)
-
-
-class RolloutError(RuntimeError):
-    """The engine could not produce rollouts for a prefix."""

@@ -147,3 +147,25 @@ def test_exhaustive_mc_soft_and_hard_labels():
         [solution], context_for(engine2, [problem])).labels
     assert early.step_labels == [1, 0, -1, -1]
     assert engine2.rollouts < engine.rollouts
+
+
+class FailingForQuestion(ScriptedEngine):
+    """Fails every request whose prompt starts with ``bad``, as an engine that gave up after retries."""
+
+    def generate(self, requests):
+        from data_schemas.engine import GenerationResult
+
+        results = super().generate(requests)
+        return [GenerationResult(error="HTTP 500 (gave up after 4 attempts)") if r.prompt.startswith("bad") else res
+                for r, res in zip(requests, results)]
+
+
+@pytest.mark.parametrize("annotator", [OmegaPRM(OmegaPRMSettings(k=4, **NO_POOL)), MCExhaustive(MCExhaustiveSettings(k=4))])
+def test_failed_rollouts_make_one_abstention_not_a_failed_job(annotator):
+    good, bad = make_problem("good"), make_problem("bad")
+    solutions = [make_solution(good, 6, False), make_solution(bad, 6, False)]
+    engine = FailingForQuestion(first_error_rule(2))
+    labels = {row.problem_id: row for row in annotator.annotate(solutions, context_for(engine, [good, bad])).labels}
+    assert labels[good.problem_id].first_error_step == 2 and not labels[good.problem_id].abstained
+    assert labels[bad.problem_id].abstained
+    assert "gave up after 4 attempts" in labels[bad.problem_id].detail

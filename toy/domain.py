@@ -41,7 +41,7 @@ class Difficulty:
     """The knob that sets how hard problems are."""
 
     min_ops: int = 2
-    max_ops: int = 3
+    max_ops: int = 4
     max_operand: int = 9
     operators: str = OPERATORS
     paren_prob: float = 0.3
@@ -404,20 +404,38 @@ def judge_prompt(expression: str, steps: list[str]) -> str:
 
 
 def judge_target(expression: str, steps: list[str]) -> str:
-    """What a perfect judge writes: for each step, the reduction it expects there, then ok or wrong,
-    stopping at the first wrong step; then the verdict.  Writing its own reduction first lets a
-    small model verify a step by comparison instead of by mental arithmetic."""
+    """What a perfect judge writes: for each step, the reduction it expects there beside the step as
+    written, then ok or wrong, stopping at the first wrong step; then the verdict.  Computing its own
+    reduction and setting the two side by side turns checking into a comparison a small model can learn."""
     verdict = check_steps(expression, steps)
     lines = []
     previous = expression
     for index, step in enumerate(steps):
         expected = solution_steps(previous)[0] if count_ops(parse(previous)) > 0 else previous
         wrong = index == verdict.first_error_step
-        lines.append(f"check {index}: {expected} {'wrong' if wrong else 'ok'}")
+        lines.append(f"check {index}: {expected} | {step.strip()} {'wrong' if wrong else 'ok'}")
         if wrong:
             break
         previous = step
     return "\n".join(lines) + f"\n{VERDICT_PREFIX}{verdict.first_error_step}}}"
+
+
+COMPARE_PREFIX = "C: "
+
+
+def compare_example(rng: random.Random, expression: str) -> tuple[str, str]:
+    """An auxiliary training pair for the judge's one hard skill: are two short expressions the same?"""
+    steps = solution_steps(expression)
+    left = rng.choice(steps)
+    right = left
+    if rng.random() < 0.5:
+        right = corrupt_solution(rng, left.removeprefix(ANSWER_PREFIX).strip())[0] if count_ops(parse(
+            left.removeprefix(ANSWER_PREFIX).strip())) > 0 else left
+        if right == left or rng.random() < 0.3:
+            numbers = list(re.finditer(r"\d+", left))
+            target = rng.choice(numbers)
+            right = left[:target.start()] + str(int(target.group()) + rng.choice([1, 2, 10])) + left[target.end():]
+    return f"{COMPARE_PREFIX}{left} | {right} ", "ok" if left == right else "wrong"
 
 
 def corrupt_solution(rng: random.Random, expression: str) -> list[str]:

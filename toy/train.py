@@ -1,11 +1,12 @@
-"""Train the embedded policy-and-judge model from scratch on the toy domain (CPU, minutes).
+"""Train the embedded policy-and-judge model from scratch on the toy domain (CPU, about half an hour).
 
-One tiny Qwen2-architecture causal LM learns two formats:
-- policy: ``Q: <expr>\\n`` → the canonical step-by-step solution;
-- judge: ``J: <expr>\\n0: step\\n…Verdict: \\boxed{`` → ``<first wrong step or -1>}``, on solutions
-  that are either canonical or carry one planted slip.
-Loss is on the answer side only.  The model is under-trained on purpose: sampled at temperature 1
-it makes real mistakes, which is what the labelling pipeline needs to find.
+One tiny Qwen2-architecture causal LM learns three formats (loss on the answer side only):
+- policy: ``Q: <expr>`` → the canonical step-by-step solution;
+- judge: ``J: <expr>`` and numbered steps → for each step ``check i: <expected> | <step> ok|wrong`` up to
+  the first wrong one, then ``Verdict: \\boxed{k}``; half the solutions carry one planted slip;
+- compare (auxiliary): ``C: <a> | <b>`` → ``ok`` or ``wrong``, the judge's one hard skill, taught directly.
+The model is small and briefly trained on purpose: sampled at temperature 1 it makes real mistakes,
+which is what the labelling pipeline needs to find.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class TrainConfig:
     learning_rate: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    judge_share: float = 0.35  # fraction of training examples in the judging format
+    judge_share: float = 0.3  # fraction of training examples in the judging format
+    compare_share: float = 0.2  # fraction of auxiliary comparison examples (the judge's key skill)
     seed: int = 0
     # model shape: head_dim = hidden_size / heads must be 64 for vLLM's CPU attention kernels
     hidden_size: int = 128
@@ -115,7 +117,13 @@ def train(out_dir: str | Path, config: TrainConfig = TrainConfig(), log=print) -
             if expression in held_out:
                 continue
             problem = domain.ToyProblem("train", expression, domain.evaluate(expression))
-            prompt, target = judge_example(rng, problem) if rng.random() < config.judge_share else policy_example(problem)
+            draw = rng.random()
+            if draw < config.judge_share:
+                prompt, target = judge_example(rng, problem)
+            elif draw < config.judge_share + config.compare_share:
+                prompt, target = domain.compare_example(rng, problem.expression)
+            else:
+                prompt, target = policy_example(problem)
             ids, labels = _encode(tokenizer, prompt, target)
             batch_ids.append(ids)
             batch_labels.append(labels)
@@ -183,7 +191,7 @@ def quick_eval(model, tokenizer, n: int) -> dict:
     checks = [domain.check_solution(p.expression, text) for p, text in zip(problems, outputs)]
     rng = random.Random(1)
     judge_cases = [judge_example(rng, p) for p in problems]
-    verdicts = sample(model, tokenizer, [prompt for prompt, _ in judge_cases], max_new_tokens=96, temperature=0)
+    verdicts = sample(model, tokenizer, [prompt for prompt, _ in judge_cases], max_new_tokens=192, temperature=0)
     judge_hits = sum(domain.parse_verdict(verdict) == domain.parse_verdict(target)
                      for verdict, (_, target) in zip(verdicts, judge_cases))
     return {

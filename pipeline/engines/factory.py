@@ -54,7 +54,7 @@ class RayEngine:
             ray.kill(actor)
 
 
-def make_engine(model_config: ModelConfig) -> Engine:
+def make_engine(model_config: ModelConfig, *, actor_restarts: int = 3) -> Engine:
     if model_config.engine == "openai":
         from pipeline.engines.openai_engine import OpenAIEngine
 
@@ -65,12 +65,24 @@ def make_engine(model_config: ModelConfig) -> Engine:
                             max_retries=settings.max_retries)
     import ray
 
-    actor_class = ray.remote(EngineActorBody).options(num_cpus=model_config.num_cpus,
-                                                       num_gpus=model_config.num_gpus)
+    # A dead actor is restarted (the model loads again) and the calls in flight are retried on it:
+    # per-request seeds make the retried output the same.
+    actor_class = ray.remote(EngineActorBody).options(num_cpus=model_config.num_cpus, num_gpus=model_config.num_gpus,
+                                                       max_restarts=actor_restarts, max_task_retries=actor_restarts)
     model = resolve_model_path(model_config.model)
     actors = [actor_class.remote(model, dict(model_config.engine_kwargs)) for _ in range(model_config.replicas)]
     ray.get([actor.ready.remote() for actor in actors])  # surface load errors now, not mid-shard
     return RayEngine(actors)
+
+
+def task_handle(engine: Engine, model_config: ModelConfig):
+    """What a Ray task is given to reach an engine: actor handles travel, HTTP clients do not (the task
+    builds its own from the config, reading the API key from its own environment)."""
+    return engine if isinstance(engine, RayEngine) else model_config
+
+
+def engine_from_handle(handle) -> Engine:
+    return make_engine(handle) if isinstance(handle, ModelConfig) else handle
 
 
 def shutdown_engine(engine: Engine) -> None:
