@@ -19,7 +19,7 @@ from data_schemas.engine import Engine, GenerationRequest, GenerationResult
 from data_schemas.records import Problem, Solution, StepLabels
 from pipeline.config import ConfigError, JobConfig, build_config, config_hash
 from pipeline.evaluate import cohen_kappa
-from pipeline.store import DatasetStore, split_into_shards
+from pipeline.store import DatasetStore
 
 RELABEL_KEYS = {"annotators", "consensus", "rollouts", "grade"}
 REPORT_FILE = "relabel_report.json"
@@ -81,10 +81,13 @@ class RelabelSummary:
         return dict(self.__dict__)
 
 
-def agreement_report(old_rows: list[dict], new_rows: list[dict]) -> dict:
-    """Old prm/ labels against new: who kept what, and how far the labels agree where both kept."""
-    old = {row["solution_id"]: row for row in old_rows}
-    new = {row["solution_id"]: row for row in new_rows}
+def agreement_report(old_rows, new_rows) -> dict:
+    """Old prm/ labels against new: who kept what, and how far the labels agree where both kept.
+    Only ids and labels are kept in memory."""
+    def slim(rows) -> dict:
+        return {row["solution_id"]: {"labels": row["labels"], "first_error_step": row["first_error_step"]} for row in rows}
+
+    old, new = slim(old_rows), slim(new_rows)
     both = old.keys() & new.keys()
     pairs = [(int(a), int(b)) for sid in both for a, b in zip(old[sid]["labels"], new[sid]["labels"]) if a >= 0 and b >= 0]
     first_error_same = sum(old[sid]["first_error_step"] == new[sid]["first_error_step"] for sid in both)
@@ -108,6 +111,7 @@ def relabel(source: str, annotators_file: str, out: str, *, overwrite: bool = Fa
     from pipeline.ray_runtime import ensure_ray
     from pipeline.runner import (Reuse, ShardWork, build_annotators, judge_engines, label_shard, needs_ray,
                                  policy_spec, token_offsets_for)
+    from stages.generate import format_prompt
     from stages.domains import get_domain
 
     started = time.time()
@@ -133,19 +137,14 @@ def relabel(source: str, annotators_file: str, out: str, *, overwrite: bool = Fa
         "changed": {key: changes[key] for key in sorted(changes)},
     })
 
-    problems = [Problem.from_row(row) for row in parent.read_layer("problems").to_pylist()]
-    all_solutions = [Solution.from_row(row) for row in parent.read_layer("solutions").to_pylist()]
-    labels = {a: {row["solution_id"]: StepLabels.from_row(row) for row in parent.read_layer(f"labels/{a}").to_pylist()}
-              for a in reused_ids}
     spec = policy_spec(config)
     rollout_layer = f"rollouts/{spec.key}"
-    rollouts = parent.read_layer(rollout_layer).to_pylist() if rollout_layer in parent.layers() else []
-
     summary = RelabelSummary(out=out, parent=source, reused_annotators=reused_ids,
                              rerun_annotators=[a.id for a, _ in annotators if a.id not in reused_ids])
-    shards = split_into_shards(problems, config.output.shard_size)
-    pending = [(sid, shard) for sid, shard in shards if not store.is_complete(sid)]
-    summary.shards_total, summary.shards_skipped = len(shards), len(shards) - len(pending)
+    # the parent's shards, one at a time: memory is bounded by a shard, not by the dataset
+    shard_ids = sorted(parent.completed_shards())
+    pending = [shard_id for shard_id in shard_ids if not store.is_complete(shard_id)]
+    summary.shards_total, summary.shards_skipped = len(shard_ids), len(shard_ids) - len(pending)
 
     def start_engine() -> Engine:
         if needs_ray(config):
@@ -154,34 +153,43 @@ def relabel(source: str, annotators_file: str, out: str, *, overwrite: bool = Fa
 
     policy = engine if engine is not None else LazyEngine(start_engine)
     strategy = config.split.strategy or get_domain(config.problems.domain).split_strategy
+    if summary.rerun_annotators and needs_ray(config):
+        ensure_ray(config.ray)
     engines = judge_engines(config, annotators) if summary.rerun_annotators else {}
     work = ShardWork(config, spec, policy, strategy,
                      token_offsets_for(config.policy.model) if strategy == "token_budget" else None,
                      annotators, consensus, engines)
     try:
-        for shard_id, shard in tqdm(pending, desc="shards", unit="shard", disable=not progress):
-            ids = {p.problem_id for p in shard}
+        for shard_id in tqdm(pending, desc="shards", unit="shard", disable=not progress):
+            problems = [Problem.from_row(row) for row in parent.read_part("problems", shard_id).to_pylist()]
+            solutions = [Solution.from_row(row) for row in parent.read_part("solutions", shard_id).to_pylist()]
+            by_id = {p.problem_id: p for p in problems}
+            for solution in solutions:
+                if solution.policy_key != spec.key:
+                    # written by another model (an imported dataset): roll it out under our policy's prompt
+                    solution.prompt = format_prompt(by_id[solution.problem_id], spec)
+            labels = {a: {row["solution_id"]: StepLabels.from_row(row)
+                          for row in parent.read_part(f"labels/{a}", shard_id).to_pylist()} for a in reused_ids}
             # the policy's solutions, and the searched rollouts of annotators whose labels are kept
-            policy_solutions = [s for s in all_solutions if s.problem_id in ids and s.finish_reason != "tree"]
-            made = {a: [s for s in all_solutions if s.problem_id in ids and s.finish_reason == "tree"
-                        and s.solution_id in labels[a] and all(s.solution_id not in labels[b] for b in reused_ids[:reused_ids.index(a)])]
+            policy_solutions = [s for s in solutions if s.finish_reason != "tree"]
+            made = {a: [s for s in solutions if s.finish_reason == "tree" and s.solution_id in labels[a]
+                        and all(s.solution_id not in labels[b] for b in reused_ids[:reused_ids.index(a)])]
                     for a in reused_ids}
-            reuse = Reuse(rollouts=[r for r in rollouts if r["problem_id"] in ids],
-                          labels={a: {sid: row for sid, row in labels[a].items() if row.problem_id in ids} for a in reused_ids},
-                          solutions=made)
-            store.write_shard(shard_id, label_shard(shard, policy_solutions, work, reuse))
+            reuse = Reuse(rollouts=parent.read_part(rollout_layer, shard_id).to_pylist(), labels=labels, solutions=made)
+            summary.rollouts_reused += len(reuse.rollouts)
+            tables = label_shard(problems, policy_solutions, work, reuse)
+            summary.rollouts_new += tables[rollout_layer].num_rows - len(reuse.rollouts) if rollout_layer in tables else 0
+            store.write_shard(shard_id, tables)
     finally:
         if isinstance(policy, LazyEngine):
             policy.shutdown()
         for judge in engines.values():
             shutdown_engine(judge)
 
-    new_rollouts = store.read_layer(rollout_layer).num_rows if rollout_layer in store.layers() else 0
-    summary.rollouts_reused = len(rollouts)
-    summary.rollouts_new = max(0, new_rollouts - len(rollouts))
-    new_prm = store.read_layer("prm").to_pylist()
-    summary.prm_rows = len(new_prm)
-    summary.agreement = agreement_report(parent.read_layer("prm").to_pylist(), new_prm)
+    summary.prm_rows = sum(part.num_rows for part in store.iter_layer("prm", ["solution_id"]))
+    summary.agreement = agreement_report(
+        (row for shard_id in shard_ids for row in parent.read_part("prm", shard_id).to_pylist()),
+        (row for shard_id in shard_ids for row in store.read_part("prm", shard_id).to_pylist()))
     summary.wall_s = round(time.time() - started, 1)
     final_manifest = store.finish(summary.as_dict())
     store.write_card(dataset_card(final_manifest, store.layers(), title=f"{config.name} (relabelled)"))

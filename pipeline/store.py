@@ -365,6 +365,17 @@ class DatasetStore:
         for path in self.layer_files(layer):
             yield pq.read_table(path, filesystem=self._fs, schema=schema, columns=columns)
 
+    def read_part(self, layer: str, shard_id: str) -> pa.Table:
+        """One completed shard's part of ``layer`` (empty when that shard wrote no rows there)."""
+        schema = LAYERS[layer.partition("/")[0]]
+        with self._lock:
+            manifest = self._current()
+            recorded = layer in manifest["shards"].get(shard_id, {})
+            folder = manifest["layer_dirs"].get(layer) or layer_folder(layer)
+        if not recorded:
+            return schema.empty_table()
+        return pq.read_table(self._path(folder, f"part-{shard_id}.parquet"), filesystem=self._fs, schema=schema)
+
     def read_layer(self, layer: str) -> pa.Table:
         """All rows of ``layer`` from completed shards (stray files ignored), with the layer's schema."""
         schema = LAYERS[layer.partition("/")[0]]
