@@ -39,7 +39,8 @@ QWEN_TEMPLATE = (
 )
 
 _BOXED_INDEX = re.compile(r"\\boxed\{\s*(-?\d{1,4})\s*\}")
-_QWEN_INCORRECT = re.compile(r"Paragraph\s+(\d{1,4})\s*:.*?\bincorrect\b", re.IGNORECASE | re.DOTALL)
+_PARAGRAPH_HEADER = re.compile(r"Paragraph\s+(\d{1,4})\s*:", re.IGNORECASE)
+_INCORRECT = re.compile(r"\bincorrect\b", re.IGNORECASE)
 MAX_SCANNED_CHARS = 20_000  # a judge may ramble; the verdict is at the end
 
 
@@ -80,11 +81,20 @@ def parse_verdict(text: str, n_steps: int) -> int | None:
     if boxed:
         verdict = int(boxed[-1])
     else:
-        incorrect = _QWEN_INCORRECT.search(tail)
-        if not incorrect:
+        verdict = _first_incorrect_paragraph(tail)
+        if verdict is None:
             return None
-        verdict = int(incorrect.group(1))
     return verdict if -1 <= verdict < n_steps else None
+
+
+def _first_incorrect_paragraph(text: str) -> int | None:
+    """Qwen style without a box: the first paragraph whose own analysis calls it incorrect."""
+    headers = list(_PARAGRAPH_HEADER.finditer(text))
+    for header, following in zip(headers, headers[1:] + [None]):
+        segment = text[header.end(): following.start() if following else len(text)]
+        if _INCORRECT.search(segment):
+            return int(header.group(1))
+    return None
 
 
 def majority(verdicts: list[int | None]) -> int | None:
