@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """prmforge command line: ``python run.py VERB ...`` (also installed as ``prmforge``).
 
-Verbs: label, demo, relabel, import, export, push, evaluate, bench {labelers}, toy {train,eval}.  Exit codes: 0 done, 1 the job failed, 2 bad config or input.
+Verbs: label, demo, relabel, import, export, push, evaluate, bench {labelers,memory,engine,scaling}, toy {train,eval}.  Exit codes: 0 done, 1 the job failed, 2 bad config or input.
 """
 from __future__ import annotations
 
@@ -140,6 +140,40 @@ def cmd_bench_labelers(args) -> int:
     return 0
 
 
+def cmd_bench_memory(args) -> int:
+    from benchmarks.memory import benchmark
+
+    report = benchmark(args.problems, args.factor, args.shard_size)
+    _print_nested(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def cmd_bench_engine(args) -> int:
+    from benchmarks.engine import benchmark
+
+    report = benchmark(args.problems, args.samples, args.max_tokens, shard_size=args.shard_size, seed=args.seed)
+    _print_nested(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def cmd_bench_scaling(args) -> int:
+    from benchmarks.scaling import benchmark
+
+    try:
+        report = benchmark(args.solutions, args.source, args.tokens_per_s, seed=args.seed)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _print_nested(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def _print_nested(report: dict, indent: str = "") -> None:
     width = max(len(key) for key in report)
     for key, value in report.items():
@@ -237,11 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     labelers.add_argument("--seed", type=int, default=0)
     labelers.add_argument("--json")
     labelers.set_defaults(func=cmd_bench_labelers)
+    memory = bench.add_parser("memory", help="driver peak memory for N and factor x N problems")
+    memory.add_argument("--problems", type=int, default=40)
+    memory.add_argument("--factor", type=int, default=10)
+    memory.add_argument("--shard-size", type=int, default=8)
+    memory.add_argument("--json")
+    memory.set_defaults(func=cmd_bench_memory)
+    engine = bench.add_parser("engine", help="generated tokens/s: raw vllm.LLM.generate vs the pipeline on Ray")
+    engine.add_argument("--problems", type=int, default=200)
+    engine.add_argument("--samples", type=int, default=8, help="solutions per problem")
+    engine.add_argument("--max-tokens", type=int, default=64)
+    engine.add_argument("--shard-size", type=int, help="problems per shard (default: the config's)")
+    engine.add_argument("--seed", type=int, default=0)
+    engine.add_argument("--json")
+    engine.set_defaults(func=cmd_bench_engine)
+    scaling = bench.add_parser("scaling", help="CPU stages on 1 and 2 Ray workers; per-solution costs of a dataset")
+    scaling.add_argument("--solutions", type=int, default=4000)
+    scaling.add_argument("--from", dest="source", help="a prmforge output: report its per-solution costs")
+    scaling.add_argument("--tokens-per-s", type=float, help="engine throughput (bench engine) for the sizing")
+    scaling.add_argument("--seed", type=int, default=0)
+    scaling.add_argument("--json")
+    scaling.set_defaults(func=cmd_bench_scaling)
 
     toy = verbs.add_parser("toy", help="the embedded toy domain and model").add_subparsers(dest="toy_verb", required=True)
     train = toy.add_parser("train", help="train the embedded model from scratch")
     train.add_argument("--out", default=str(PROJECT_ROOT / "toy" / "model"))
-    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--steps", type=int, default=4000)
     train.add_argument("--layers", type=int, default=3)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_toy_train)
