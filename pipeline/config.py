@@ -198,8 +198,11 @@ class RayConfig(Strict):
 
     address: str | None = None  # None: RAY_ADDRESS if set, else a local Ray started in-process
     num_cpus: int | None = None  # for the local Ray only
-    shard_cpus: float = Field(1, gt=0)  # CPUs of one shard task (split, grade, symbolic, search logic)
-    max_shards_in_flight: int | None = Field(None, ge=1)  # None: twice the policy replicas
+    # CPUs reserved by one shard task (split, grade, symbolic, search logic).  A shard task spends most
+    # of its time waiting for engine calls, so a quarter CPU lets several run beside the engine and
+    # their requests meet in one engine call (pipeline/engines/coalescing.py).
+    shard_cpus: float = Field(0.25, gt=0)
+    max_shards_in_flight: int | None = Field(None, ge=1)  # None: four per policy replica
     task_retries: int = Field(3, ge=0)  # a shard task whose worker dies is run again
     actor_restarts: int = Field(3, ge=0)  # an engine actor that dies is restarted, its calls retried
 

@@ -263,7 +263,7 @@ def _run_as_tasks(pending: list, store: DatasetStore, config: JobConfig, policy_
     from tqdm import tqdm
 
     remote = ray.remote(shard_task).options(num_cpus=config.ray.shard_cpus, max_retries=config.ray.task_retries)
-    limit = config.ray.max_shards_in_flight or 2 * config.policy.replicas
+    limit = config.ray.max_shards_in_flight or 4 * config.policy.replicas
     config_data = config.model_dump(mode="json")
     queue = list(pending)
     in_flight: dict = {}

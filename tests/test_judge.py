@@ -112,7 +112,7 @@ def test_embedded_judge_through_the_real_engine(policy_engine):
         problems[problem.problem_id] = problem
         solutions.append(Solution(f"s{index}", problem.problem_id, "pk", 0, "", "\n".join(steps), steps=steps))
         truths.append(domain.check_steps(toy.expression, steps).first_error_step)
-    judge = LLMJudge(JudgeSettings(style="toy", max_tokens=192))
+    judge = LLMJudge(JudgeSettings(style="toy", max_tokens=320))
     rows = judge.annotate(solutions, AnnotationContext(problems, engines={"policy": policy_engine})).labels
     assert sum(row.abstained for row in rows) <= 4
     hits = sum(row.first_error_step == truth for row, truth in zip(rows, truths))

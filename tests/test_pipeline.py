@@ -23,7 +23,7 @@ def small_config(**changes) -> dict:
         "sampling": {"n": 3, "max_tokens": 48},
         "annotators": [
             {"type": "omegaprm", "k": 4, "initial_rollouts": 8, "search_limit": 2},
-            {"type": "llm_judge", "style": "toy", "max_tokens": 192},
+            {"type": "llm_judge", "style": "toy", "max_tokens": 320},
             {"type": "exact"},
         ],
         "consensus": {"rule": "qwen", "primary": "omegaprm"},

@@ -100,3 +100,25 @@ def test_committed_model_stays_in_the_accuracy_band(policy_engine):
     assert 0.30 <= report["final_answer_accuracy"] <= 0.80
     assert report["locatable_first_error_share"] >= 0.8
     assert report["judge_first_error_accuracy"] > report["judge_trivial_baseline"]
+
+
+def test_judge_target_works_each_operation_before_comparing():
+    steps = ["15+4-3*1", "19-3*1", "19-3", "Answer: 26"]
+    target = domain.judge_target("8+7+4-3*1", steps)
+    assert target.splitlines() == [
+        "0: 8+7=15 15+4-3*1 | 15+4-3*1 ok",
+        "1: 15+4=19 19-3*1 | 19-3*1 ok",
+        "2: 3*1=3 19-3 | 19-3 ok",
+        "3: 19-3=16 Answer: 16 | Answer: 26 wrong",
+        "Verdict: \\boxed{3}",
+    ]
+    assert domain.next_operation("4*(8-(2-1+1))") == "2-1=1"
+    assert domain.next_operation("(7+(9+2))*4") == "9+2=11"
+
+
+def test_a_planted_slip_always_changes_the_value():
+    # every factor beside a zero keeps the product: the slip must land where it changes the value
+    rng = random.Random(0)
+    for _ in range(50):
+        steps = domain.corrupt_solution(rng, "0*7*3")
+        assert domain.check_steps("0*7*3", steps).first_error_step >= 0

