@@ -23,3 +23,31 @@ def ensure_ray(settings: RayConfig) -> None:
     else:
         ray.init(num_cpus=settings.num_cpus or os.cpu_count(), include_dashboard=False,
                  runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+
+
+def check_local_capacity(config) -> None:
+    """Refuse, with the keys to change, a job the local Ray can never schedule.
+
+    Ray waits forever for resources that never free up: two engine actors of one CPU each on a
+    2-CPU machine leave nothing for the shard tasks, and the job would hang without a word.  On a
+    cluster (an address given) nodes may still join, so only the in-process Ray is checked."""
+    import ray
+
+    from pipeline.config import ConfigError
+
+    if config.ray.address or os.environ.get("RAY_ADDRESS"):
+        return
+    models = [("policy", config.policy)] + [(f"annotators[{index}].model", entry.model)
+                                            for index, entry in enumerate(config.annotators)
+                                            if getattr(entry, "model", None) is not None]
+    actors = [(key, model) for key, model in models if model.engine == "vllm"]
+    need_cpus = sum(model.num_cpus * model.replicas for _, model in actors) + config.ray.shard_cpus
+    need_gpus = sum(model.num_gpus * model.replicas for _, model in actors)
+    available = ray.available_resources()
+    have_cpus, have_gpus = available.get("CPU", 0.0), available.get("GPU", 0.0)
+    if need_cpus > have_cpus + 1e-9 or need_gpus > have_gpus + 1e-9:
+        parts = " + ".join(f"{key}.num_cpus {model.num_cpus:g} x {model.replicas}" for key, model in actors)
+        raise ConfigError(
+            f"the local Ray has {have_cpus:g} CPUs and {have_gpus:g} GPUs free; this job needs {need_cpus:g} CPUs "
+            f"({parts} + ray.shard_cpus {config.ray.shard_cpus:g}) and {need_gpus:g} GPUs. Lower those settings, "
+            f"or raise ray.num_cpus (Ray's CPUs are scheduling slots, not cores)")

@@ -288,7 +288,7 @@ def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: b
     """
     from pipeline.card import dataset_card
     from pipeline.engines.factory import task_handle
-    from pipeline.ray_runtime import ensure_ray
+    from pipeline.ray_runtime import check_local_capacity, ensure_ray
 
     started = time.time()
     problems = load_problems(config.problems)  # read everything first: a bad record writes nothing
@@ -307,6 +307,7 @@ def run_job(config: JobConfig, out: str, *, overwrite: bool = False, progress: b
                 _run_in_process(pending, store, build_work(config, engine, judges), progress)
             else:
                 ensure_ray(config.ray)
+                check_local_capacity(config)
                 policy = make_engine(config.policy, actor_restarts=config.ray.actor_restarts)
                 owned.append(policy)
                 judges = judge_engines(config, annotators)

@@ -23,7 +23,9 @@ def ray_local():
     from pipeline.config import RayConfig
     from pipeline.ray_runtime import ensure_ray
 
-    ensure_ray(RayConfig(num_cpus=2))
+    # Logical CPUs are scheduling slots: the session engine actor holds one for the whole session, and
+    # tests that start engines of their own need another, plus room for shard tasks.
+    ensure_ray(RayConfig(num_cpus=4))
     yield
     ray.shutdown()
 

@@ -139,3 +139,12 @@ def test_problem_file_errors_name_record_and_field(tmp_path):
     assert result.returncode == 2
     assert f"{problems}, line 2: missing field 'answer'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_the_local_ray_cannot_schedule_is_refused_not_left_hanging(ray_local, tmp_path):
+    from pipeline.config import ConfigError
+
+    config = build_config(small_config(policy={"engine": "vllm", "model": "embedded", "num_cpus": 64}))
+    with pytest.raises(ConfigError, match=r"policy.num_cpus 64 x 1 \+ ray.shard_cpus"):
+        run_job(config, str(tmp_path / "out"), progress=False)
+    assert not list((tmp_path / "out").glob("*/part-*.parquet"))
