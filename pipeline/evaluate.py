@@ -5,7 +5,10 @@ Per annotator, over the solutions the gold annotator labelled:
   named), ``correct_accuracy`` (gold has none: -1 was named), and their harmonic mean ``f1``.
   An abstention counts as a miss, as an unparseable answer does in ProcessBench.
 - ``step_agreement`` and Cohen's ``kappa`` over the steps both labelled (neither -1).
-- ``n`` solutions compared, ``abstained`` among them.
+- ``n`` solutions compared, ``abstained`` among them, and ``coverage`` (the share not abstained).
+- The same three ProcessBench metrics over the labelled solutions only (``*_labelled``): what a
+  filtering annotator (OmegaPRM's question filter, a consensus rule) gets right on the rows it keeps.
+  A dataset builder reads both: coverage says how much is kept, ``f1_labelled`` how good it is.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def _f1(a: float | None, b: float | None) -> float | None:
 def compare(gold: dict[str, dict], other: dict[str, dict]) -> dict:
     """Metrics of ``other`` against ``gold``; both map solution_id -> labels-layer row."""
     errors_hit = errors_total = correct_hit = correct_total = abstained = 0
+    errors_labelled = correct_labelled = 0
     pairs: list[tuple[int, int]] = []
     compared = 0
     for solution_id, gold_row in gold.items():
@@ -54,16 +58,24 @@ def compare(gold: dict[str, dict], other: dict[str, dict]) -> dict:
         if gold_error >= 0:
             errors_total += 1
             errors_hit += hit
+            errors_labelled += not row["abstained"]
         else:
             correct_total += 1
             correct_hit += hit
-    error_accuracy = errors_hit / errors_total if errors_total else None
-    correct_accuracy = correct_hit / correct_total if correct_total else None
+            correct_labelled += not row["abstained"]
+    error_accuracy = _share(errors_hit, errors_total)
+    correct_accuracy = _share(correct_hit, correct_total)
+    error_labelled = _share(errors_hit, errors_labelled)
+    correct_labelled_accuracy = _share(correct_hit, correct_labelled)
     kappa = cohen_kappa(pairs)
     return {
         "error_accuracy": _round(error_accuracy),
         "correct_accuracy": _round(correct_accuracy),
         "f1": _round(_f1(error_accuracy, correct_accuracy)),
+        "coverage": _round(_share(compared - abstained, compared)),
+        "error_accuracy_labelled": _round(error_labelled),
+        "correct_accuracy_labelled": _round(correct_labelled_accuracy),
+        "f1_labelled": _round(_f1(error_labelled, correct_labelled_accuracy)),
         "step_agreement": _round(sum(a == b for a, b in pairs) / len(pairs) if pairs else None),
         "kappa": _round(kappa),
         "n": compared,
@@ -72,6 +84,10 @@ def compare(gold: dict[str, dict], other: dict[str, dict]) -> dict:
         "abstained": abstained,
         "steps_compared": len(pairs),
     }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 def _round(value: float | None) -> float | None:
@@ -97,10 +113,11 @@ def evaluate_dataset(root: str, gold: str) -> dict:
 
 
 def format_report(report: dict) -> str:
-    columns = ["error_accuracy", "correct_accuracy", "f1", "step_agreement", "kappa", "n", "abstained"]
+    columns = ["error_accuracy", "correct_accuracy", "f1", "coverage", "f1_labelled", "step_agreement", "kappa",
+               "n"]
     width = max([len(a) for a in report["annotators"]] + [9])
-    lines = [f"gold: {report['gold']}", f"{'annotator':<{width}}  " + "  ".join(f"{c:>16}" for c in columns)]
+    lines = [f"gold: {report['gold']}", f"{'annotator':<{width}}  " + "  ".join(f"{c:>14}" for c in columns)]
     for annotator, metrics in report["annotators"].items():
         cells = ["-" if metrics[c] is None else str(metrics[c]) for c in columns]
-        lines.append(f"{annotator:<{width}}  " + "  ".join(f"{cell:>16}" for cell in cells))
+        lines.append(f"{annotator:<{width}}  " + "  ".join(f"{cell:>14}" for cell in cells))
     return "\n".join(lines)

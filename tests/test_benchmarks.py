@@ -1,6 +1,7 @@
-"""Smoke tests of the benchmarks that need no engine: shapes and keys only, never timings.
+"""Smoke tests of the benchmarks: shapes, keys and invariants, never timings.
 
 ``bench engine`` needs the vLLM engine twice (minutes on 2 cores): it is run by hand, not here.
+``bench labelers`` runs on the session engine with a tiny workload.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from benchmarks import scaling
+from benchmarks import labelers, scaling
 from data_schemas.layers import table
 from data_schemas.records import StepLabels
 from pipeline.config import build_config, config_hash
@@ -93,3 +94,18 @@ def test_dataset_costs_per_annotator_and_sizing(tmp_path):
 def test_dataset_costs_of_a_folder_that_is_not_an_output(tmp_path):
     with pytest.raises(ValueError, match="manifest"):
         scaling.dataset_costs(str(tmp_path))
+
+
+def test_bench_labelers_scores_both_annotators_on_real_solutions(policy_engine):
+    report = labelers.benchmark(n_problems=3, samples=2, k=2, engine=policy_engine)
+    json.dumps(report)  # the CLI writes it with --json
+    assert report["solutions"] == 6 and report["k"] == 2
+    for name in ("omegaprm", "mc_exhaustive"):
+        part = report[name]
+        assert {"rollouts", "generated_tokens", "wall_s", "first_error_accuracy", "step_accuracy"} <= set(part)
+        assert 0.0 <= part["first_error_accuracy"] <= 1.0
+        assert part["generated_tokens"] >= part["rollouts"]
+    # exhaustive MC rolls out k times from every proper prefix (identical prefixes share their rollouts);
+    # OmegaPRM only binary-searches the wrong solutions, so it can never spend more
+    assert 0 < report["mc_exhaustive"]["rollouts"] <= 2 * (report["steps"] - report["solutions"])
+    assert report["omegaprm"]["rollouts"] <= report["mc_exhaustive"]["rollouts"]

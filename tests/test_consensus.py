@@ -66,6 +66,10 @@ def test_compare_and_kappa():
     assert metrics["error_accuracy"] == 0.5 and metrics["correct_accuracy"] == 0.0 and metrics["f1"] == 0.0
     assert metrics["abstained"] == 1 and metrics["n"] == 3 and metrics["steps_compared"] == 5
     assert metrics["step_agreement"] == 0.8
+    # over the labelled rows only: "c" (an error, abstained) leaves the denominators
+    assert metrics["coverage"] == pytest.approx(2 / 3, abs=1e-4)
+    assert metrics["error_accuracy_labelled"] == 1.0 and metrics["correct_accuracy_labelled"] == 0.0
+    assert metrics["f1_labelled"] == 0.0
     assert cohen_kappa([(1, 1), (0, 0), (1, 0), (0, 1)]) == pytest.approx(0.0)
     assert cohen_kappa([(1, 1), (0, 0)]) == pytest.approx(1.0)
     assert cohen_kappa([(1, 1), (1, 1)]) is None  # chance agreement is 1: undefined

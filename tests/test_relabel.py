@@ -12,7 +12,7 @@ from pipeline.relabel import REPORT_FILE, relabel
 from pipeline.runner import run_job
 from pipeline.store import DatasetStore
 from tests.conftest import CountingEngine
-from tests.test_pipeline import small_config
+from tests.test_pipeline import run_cli, small_config
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,21 @@ def test_relabel_file_errors_are_clear(tmp_path, parent):
     with pytest.raises(ConfigError, match="nonexistent"):
         relabel(str(parent), missing, str(tmp_path / "y"), progress=False)
     assert not (tmp_path / "y").exists()
+
+
+def test_evaluate_scores_every_annotator_against_the_gold_layer(tmp_path, parent):
+    result = run_cli("evaluate", "--from", str(parent), "--gold", "exact", "--json", str(tmp_path / "eval.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["gold"].startswith("exact@")
+    kinds = {annotator.split("@")[0] for annotator in report["annotators"]}
+    assert kinds == {"omegaprm", "llm_judge", "consensus"}
+    solutions = pq.read_table(parent / "solutions").num_rows
+    for metrics in report["annotators"].values():
+        assert {"error_accuracy", "correct_accuracy", "f1", "step_agreement", "kappa", "n"} <= set(metrics)
+        assert metrics["n"] == solutions
+        for key in ("error_accuracy", "correct_accuracy", "f1", "coverage", "f1_labelled", "step_agreement"):
+            assert metrics[key] is None or 0.0 <= metrics[key] <= 1.0
+    assert report["gold"][:8] in result.stdout and "f1_labelled" in result.stdout
+    missing = run_cli("evaluate", "--from", str(parent), "--gold", "human:prm800k")
+    assert missing.returncode == 2 and "human:prm800k" in missing.stderr and "exact@" in missing.stderr
