@@ -5,6 +5,9 @@ every other layer as a named config, on a local folder and on the Hub alike.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 import yaml
 
 from data_schemas.layers import PRM
@@ -59,11 +62,29 @@ def layer_row_counts(manifest: dict) -> dict[str, int]:
     return counts
 
 
+def content_fingerprint(manifest: dict, extra: object = None) -> str:
+    """A short hash that changes whenever the folder's data can have changed (new run, resumed shards,
+    overwrite, relabel), for the card's config descriptions: see ``front_matter``."""
+    keys = ("config_hash", "created_at", "shards", "layer_dirs", "parent")
+    material = json.dumps({key: manifest.get(key) for key in keys} | {"extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def config_description(layer: str, fingerprint: str) -> str:
+    """Why every config carries one: ``datasets`` caches a local folder's YAML configs under a hash of the
+    config patterns and parameters only (not the files), so two runs written to the same path, or to two
+    folders of the same name, would load each other's cached rows.  The description is a config
+    parameter, so the fingerprint in it keys the cache to the folder's content."""
+    return f"prmforge layer {layer} (content {fingerprint})"
+
+
 def front_matter(manifest: dict, layers: list[str], *, license: str) -> dict:
     folders = manifest.get("layer_dirs", {})
     ordered = ["prm"] + [layer for layer in sorted(layers, key=layer_sort_key) if layer != "prm"]
+    fingerprint = content_fingerprint(manifest)
     configs = [{"config_name": config_name(layer, folders.get(layer, layer)),
-                "data_files": [{"split": "train", "path": f"{folders.get(layer, layer)}/*.parquet"}]}
+                "data_files": [{"split": "train", "path": f"{folders.get(layer, layer)}/*.parquet"}],
+                "description": config_description(layer, fingerprint)}
                for layer in ordered]
     domain = (manifest.get("config") or {}).get("problems", {}).get("domain")
     tags = BASE_TAGS + (["math"] if domain in MATH_DOMAINS else [])

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from toy.domain import DEFAULT_DIFFICULTY
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_MODEL = "embedded"  # the model name that means the trained toy model shipped in toy/model
 
@@ -26,14 +28,23 @@ class Strict(BaseModel):
 
 
 class ToyProblemsConfig(Strict):
+    """The toy generator's knobs; the defaults are the domain's default difficulty (one source of truth)."""
+
     n: int = Field(20, ge=1)
     seed: int = 0
-    min_ops: int = Field(2, ge=1)
-    max_ops: int = Field(3, ge=1)
-    max_operand: int = Field(9, ge=1)
-    operators: str = "+-*"
-    paren_prob: float = Field(0.3, ge=0, le=1)
-    max_value: int = Field(99, ge=1)
+    min_ops: int = Field(DEFAULT_DIFFICULTY.min_ops, ge=1)
+    max_ops: int = Field(DEFAULT_DIFFICULTY.max_ops, ge=1)
+    max_operand: int = Field(DEFAULT_DIFFICULTY.max_operand, ge=1)
+    operators: str = DEFAULT_DIFFICULTY.operators
+    paren_prob: float = Field(DEFAULT_DIFFICULTY.paren_prob, ge=0, le=1)
+    max_value: int = Field(DEFAULT_DIFFICULTY.max_value, ge=1)
+
+    @model_validator(mode="after")
+    def _ops_range(self) -> "ToyProblemsConfig":
+        if self.min_ops > self.max_ops:
+            raise ValueError(f"min_ops ({self.min_ops}) is above max_ops ({self.max_ops}); "
+                             f"the default range is {DEFAULT_DIFFICULTY.min_ops}-{DEFAULT_DIFFICULTY.max_ops}")
+        return self
 
 
 class FieldMapping(Strict):

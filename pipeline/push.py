@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.card import dataset_card
+from pipeline.card import config_description, content_fingerprint, dataset_card
 from pipeline.store import CARD_FILE, MANIFEST_FILE, DatasetStore
 
 
@@ -58,7 +58,9 @@ def export_card(manifest: dict, export_format: str, report: dict, title: str) ->
         "task_categories": ["text-classification"],
         "tags": ["process-reward-model", "prm", "prmforge", export_format],
         "configs": [{"config_name": "default",
-                     "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits]}],
+                     "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
+                     "description": config_description(export_format,
+                                                       content_fingerprint(manifest, [export_format, report]))}],
     }
     body = (f"# {title} ({export_format})\n\nThe `prm/` rows of a prmforge dataset in the {export_format} format. "
             f"Rows per split: {json.dumps(splits)}. The provenance (config, annotators, counts) is in "

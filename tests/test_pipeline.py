@@ -12,7 +12,7 @@ from data_schemas.layers import PRM
 from pipeline.config import build_config
 from pipeline.runner import run_job
 from pipeline.store import ConfigMismatchError, DatasetStore
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, CountingEngine
 
 
 def small_config(**changes) -> dict:
@@ -80,11 +80,29 @@ def test_end_to_end_layers_and_formats(tmp_path, policy_engine):
     assert (out / "README.md").read_text().startswith("---")
 
 
+def test_load_dataset_never_serves_another_folders_cached_rows(tmp_path, policy_engine):
+    """datasets caches a folder's YAML configs by their text, not by the files: two outputs of the same
+    name (or one path written twice) must still load their own rows (the card's content fingerprint)."""
+    import datasets
+
+    for problems in (2, 3):
+        out = tmp_path / f"run{problems}" / "job"
+        config = small_config(annotators=[], consensus={"rule": "none"},
+                              problems={"source": "toy", "domain": "toy", "toy": {"n": problems, "seed": 0}})
+        summary = run_job(build_config(config), str(out), engine=policy_engine, progress=False)
+        loaded = datasets.load_dataset(str(out))["train"]
+        assert loaded.num_rows == summary.prm_rows == pq.read_table(out / "prm").num_rows == 3 * problems
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, policy_engine):
     config = build_config(small_config())
-    run_job(config, str(tmp_path / "whole"), engine=policy_engine, progress=False)
+    counting = CountingEngine(policy_engine)
+    run_job(config, str(tmp_path / "whole"), engine=counting, progress=False)
+    # in-process shards run one after another and seeds make the calls repeat: failing the last call
+    # kills the run inside its last shard, after the others are complete
     with pytest.raises(RuntimeError, match="worker died"):
-        run_job(config, str(tmp_path / "resumed"), engine=CrashingEngine(policy_engine, 5), progress=False)
+        run_job(config, str(tmp_path / "resumed"), engine=CrashingEngine(policy_engine, counting.calls - 1),
+                progress=False)
     done = DatasetStore(str(tmp_path / "resumed")).completed_shards()
     assert 0 < len(done) < 3
     summary = run_job(config, str(tmp_path / "resumed"), engine=policy_engine, progress=False)

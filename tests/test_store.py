@@ -107,7 +107,10 @@ def test_datasets_and_pyarrow_load_the_folder(store, tmp_path, monkeypatch):
 
     card = (root / "README.md").read_text()
     header = yaml.safe_load(card.split("---")[1])
-    assert header["configs"][0] == {"config_name": "default", "data_files": [{"split": "train", "path": "prm/*.parquet"}]}
+    default = header["configs"][0]
+    assert {key: default[key] for key in ("config_name", "data_files")} == {
+        "config_name": "default", "data_files": [{"split": "train", "path": "prm/*.parquet"}]}
+    assert "prmforge layer prm (content " in default["description"]  # keys datasets' cache to the content
     assert {"process-reward-model", "prm"} <= set(header["tags"])
     assert ANNOTATOR in card and "-1" in card
 
