@@ -56,6 +56,8 @@ def run_labelers(engine, spec, problems: list[Problem], solutions: list[Solution
             "generated_tokens": sampler.sampled_tokens,
             "engine_calls": sampler.engine_calls,
             "wall_s": round(time.time() - started, 2),
+            # a failed engine call makes abstentions, not an error: a benchmark with any is not a measurement
+            "abstained": sum(1 for row in labels if row.abstained),
             **score(labels, gold),
         }
     mc = report["mc_exhaustive"]["rollouts"]

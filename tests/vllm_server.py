@@ -47,7 +47,9 @@ def serve_vllm(model_dir: str | Path, *, extra_args: Sequence[str] = (), startup
     port = free_port()
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--max-model-len", "384",
-               "--enforce-eager", "--gpu-memory-utilization", "0.2", *extra_args]
+               "--enforce-eager", "--gpu-memory-utilization", "0.2",
+               "--no-enable-chunked-prefill",  # seeded requests crash chunked prefill on CPU (vllm_engine.py)
+               *extra_args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if log_path is None:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-server-{port}.log"

