@@ -25,8 +25,8 @@ that is the cost of smaller batches; that over the pipeline is the cost of the p
 
 The raw engine is shut down before the pipeline's starts, so the two never share the CPU.  On a busy
 machine the figures are noisy; compare the ratio of one run, not figures of different runs.  Each
-shard task sends one shard's requests per call; with several shards in flight the actor merges the calls
-waiting for it into one vLLM call (``pipeline.engines.coalescing``), so a larger ``output.shard_size`` or
+shard task sends one shard's requests per call; with several shards in flight the actor runs them all in
+one continuous batch (``pipeline.engines.continuous``), so a larger ``output.shard_size`` or
 ``ray.max_shards_in_flight`` moves the pipeline's batching toward the raw one.
 """
 from __future__ import annotations

@@ -201,7 +201,10 @@ class ConsensusConfig(Strict):
 
 
 class OutputConfig(Strict):
-    shard_size: int = Field(8, ge=1)  # problems per shard: the unit of work, retry and resume
+    # Problems per shard: the unit of work, retry and resume.  With n samples a shard sends 32n sequences
+    # at once, and four shards in flight keep vLLM's running batch full (bench engine: ratio 0.82 at 32
+    # against 0.80 at 8, 1000 problems, 2 CPU cores); memory grows with it, resume granularity shrinks.
+    shard_size: int = Field(32, ge=1)
 
 
 class RayConfig(Strict):
@@ -211,7 +214,7 @@ class RayConfig(Strict):
     num_cpus: int | None = None  # for the local Ray only
     # CPUs reserved by one shard task (split, grade, symbolic, search logic).  A shard task spends most
     # of its time waiting for engine calls, so a quarter CPU lets several run beside the engine and
-    # their requests meet in one engine call (pipeline/engines/coalescing.py).
+    # their requests share the engine's running batch (pipeline/engines/continuous.py).
     shard_cpus: float = Field(0.25, gt=0)
     max_shards_in_flight: int | None = Field(None, ge=1)  # None: four per policy replica
     task_retries: int = Field(3, ge=0)  # a shard task whose worker dies is run again

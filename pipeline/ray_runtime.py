@@ -30,7 +30,9 @@ def check_local_capacity(config) -> None:
 
     Ray waits forever for resources that never free up: two engine actors of one CPU each on a
     2-CPU machine leave nothing for the shard tasks, and the job would hang without a word.  On a
-    cluster (an address given) nodes may still join, so only the in-process Ray is checked."""
+    cluster (an address given) nodes may still join, so only the in-process Ray is checked.  Ray's
+    totals are compared, not what is free now: what other work holds (an engine started beforehand
+    and handed to the job, another job) is given back in time, so waiting for it is not hanging."""
     import ray
 
     from pipeline.config import ConfigError
@@ -43,11 +45,11 @@ def check_local_capacity(config) -> None:
     actors = [(key, model) for key, model in models if model.engine == "vllm"]
     need_cpus = sum(model.num_cpus * model.replicas for _, model in actors) + config.ray.shard_cpus
     need_gpus = sum(model.num_gpus * model.replicas for _, model in actors)
-    available = ray.available_resources()
-    have_cpus, have_gpus = available.get("CPU", 0.0), available.get("GPU", 0.0)
+    total = ray.cluster_resources()
+    have_cpus, have_gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     if need_cpus > have_cpus + 1e-9 or need_gpus > have_gpus + 1e-9:
         parts = " + ".join(f"{key}.num_cpus {model.num_cpus:g} x {model.replicas}" for key, model in actors)
         raise ConfigError(
-            f"the local Ray has {have_cpus:g} CPUs and {have_gpus:g} GPUs free; this job needs {need_cpus:g} CPUs "
+            f"the local Ray has {have_cpus:g} CPUs and {have_gpus:g} GPUs in all; this job needs {need_cpus:g} CPUs "
             f"({parts} + ray.shard_cpus {config.ray.shard_cpus:g}) and {need_gpus:g} GPUs. Lower those settings, "
             f"or raise ray.num_cpus (Ray's CPUs are scheduling slots, not cores)")

@@ -13,20 +13,19 @@ from data_schemas.engine import Engine, GenerationRequest, GenerationResult
 from pipeline.config import ModelConfig, resolve_model_path
 
 
-# Calls one engine actor serves at once (threads): concurrent shard tasks' requests are merged into
-# one vLLM call (see coalescing.py), so this bounds how many shards one engine call can batch.
+# Calls one engine actor serves at once (threads): concurrent shard tasks' requests run in one
+# continuous batch (see continuous.py), so this bounds how many shards feed one engine.
 ACTOR_MAX_CONCURRENCY = 16
 
 
 class EngineActorBody:
-    """What runs inside one Ray actor: a vLLM engine, created when the actor starts, behind a
-    coalescer that batches the requests of concurrent callers together."""
+    """What runs inside one Ray actor: a vLLM engine, created when the actor starts, whose running
+    batch every concurrent caller's requests join."""
 
     def __init__(self, model: str, engine_kwargs: dict[str, Any]) -> None:
-        from pipeline.engines.coalescing import CoalescingEngine
         from pipeline.engines.vllm_engine import VLLMEngine
 
-        self.engine = CoalescingEngine(VLLMEngine(model, **engine_kwargs))
+        self.engine = VLLMEngine(model, **engine_kwargs)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         return self.engine.generate(requests)
@@ -35,8 +34,8 @@ class EngineActorBody:
         return True
 
     def stats(self) -> dict[str, int]:
-        """How many engine calls served how many caller calls (merging shows as fewer engine calls)."""
-        return {"engine_calls": self.engine.engine_calls, "caller_calls": self.engine.caller_calls}
+        """Calls served, engine steps run, and the most calls that shared the running batch at once."""
+        return self.engine.stats()
 
 
 class RayEngine:

@@ -6,10 +6,13 @@ rollout from a prefix shares that prefix.
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
 from typing import Any
 
 from data_schemas.engine import Completion, GenerationRequest, GenerationResult
+from pipeline.engines.continuous import ContinuousBatcher
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class VLLMEngine:
         self.llm = LLM(**self.kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self._tokenizer_lock = threading.Lock()
+        self.batcher = ContinuousBatcher(OfflineStepEngine(self.llm), name="vllm")
 
     def _prompt_text(self, request: GenerationRequest) -> str:
         if request.prompt is not None:
@@ -71,42 +76,63 @@ class VLLMEngine:
                               max_tokens=max(1, min(request.max_tokens, room)), stop=list(request.stop) or None, seed=request.seed)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Thread-safe: concurrent callers' requests run in one continuous batch (continuous.py)."""
         results: list[GenerationResult | None] = [None] * len(requests)
-        batch_indices, prompts, params = [], [], []
-        for index, request in enumerate(requests):
-            try:
-                text = self._prompt_text(request)
-                prompt_tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
-            except Exception as error:  # a template or tokenizer failure belongs to this request alone
-                results[index] = GenerationResult(error=f"prompt could not be rendered: {error}")
-                continue
-            if prompt_tokens >= self.max_model_len:
-                # vLLM rejects the whole batch for one overlong prompt: fail only that request
-                results[index] = GenerationResult(
-                    prompt_tokens=prompt_tokens,
-                    error=f"prompt has {prompt_tokens} tokens; the model's context is {self.max_model_len}")
-                continue
-            batch_indices.append(index)
-            prompts.append(text)
-            params.append(self._sampling_params(request, self.max_model_len - prompt_tokens))
-        if prompts:
-            for index, output in zip(batch_indices, self._generate_isolating_failures(prompts, params)):
-                results[index] = output
+        prepared = []
+        with self._tokenizer_lock:  # a fast tokenizer is not safe to share between threads
+            for index, request in enumerate(requests):
+                try:
+                    text = self._prompt_text(request)
+                    prompt_tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
+                except Exception as error:  # a template or tokenizer failure belongs to this request alone
+                    results[index] = GenerationResult(error=f"prompt could not be rendered: {error}")
+                    continue
+                if prompt_tokens >= self.max_model_len:
+                    # vLLM would refuse it: fail only this request, with the reason
+                    results[index] = GenerationResult(
+                        prompt_tokens=prompt_tokens,
+                        error=f"prompt has {prompt_tokens} tokens; the model's context is {self.max_model_len}")
+                    continue
+                prepared.append((index, text, self._sampling_params(request, self.max_model_len - prompt_tokens)))
+        self.batcher.run(prepared, results)
         return results  # type: ignore[return-value]
 
-    def _generate_isolating_failures(self, prompts: list[str], params: list) -> list[GenerationResult]:
-        try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        except Exception as error:
-            if len(prompts) == 1:
-                return [GenerationResult(error=f"{type(error).__name__}: {error}")]
-            log.warning("batch of %d failed (%s); retrying one by one", len(prompts), error)
-            return [self._generate_isolating_failures([p], [s])[0] for p, s in zip(prompts, params)]
-        return [
-            GenerationResult(
-                completions=[Completion(c.text, len(c.token_ids), c.finish_reason or "")
-                             for c in sorted(output.outputs, key=lambda c: c.index)],
-                prompt_tokens=len(output.prompt_token_ids or []),
-            )
-            for output in outputs
-        ]
+    def stats(self) -> dict[str, int]:
+        return self.batcher.stats()
+
+
+class OfflineStepEngine:
+    """``vllm.LLM`` as a ``continuous.StepEngine``: requests are queued and stepped one engine step at a
+    time (what ``LLM.generate`` does inside, for one batch), so new ones can join between steps."""
+
+    def __init__(self, llm) -> None:
+        self.llm = llm
+        self._ids = itertools.count()
+
+    def add(self, prompt: str, params) -> str:
+        from vllm.sampling_params import RequestOutputKind
+
+        # Our own ids: finished outputs carry the id given here (the one add_request returns is vLLM's
+        # internal id, with a random suffix).  Only final outputs, as LLM.generate asks.
+        request_id = f"prmforge-{next(self._ids)}"
+        params.output_kind = RequestOutputKind.FINAL_ONLY
+        self.llm.llm_engine.add_request(request_id, prompt, params)
+        return request_id
+
+    def step(self) -> list[tuple[str, GenerationResult]]:
+        engine = self.llm.llm_engine
+        if not engine.has_unfinished_requests():  # step() would wait forever for an output
+            raise RuntimeError("the engine has no unfinished request left for the calls waiting on it")
+        return [(output.request_id, to_result(output)) for output in engine.step() if output.finished]
+
+    def abort(self, request_ids: list[str]) -> None:
+        self.llm.llm_engine.abort_request(request_ids)
+
+
+def to_result(output) -> GenerationResult:
+    """A finished vLLM ``RequestOutput`` as our result (completions in sample order)."""
+    return GenerationResult(
+        completions=[Completion(c.text, len(c.token_ids), c.finish_reason or "")
+                     for c in sorted(output.outputs, key=lambda c: c.index)],
+        prompt_tokens=len(output.prompt_token_ids or []),
+    )
