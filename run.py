@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--json")
     memory.set_defaults(func=cmd_bench_memory)
     engine = bench.add_parser("engine", help="generated tokens/s: raw vllm.LLM.generate vs the pipeline on Ray")
-    engine.add_argument("--problems", type=int, default=200)
+    engine.add_argument("--problems", type=int, default=1000)
     engine.add_argument("--samples", type=int, default=8, help="solutions per problem")
     engine.add_argument("--max-tokens", type=int, default=64)
     engine.add_argument("--shard-size", type=int, help="problems per shard (default: the config's)")

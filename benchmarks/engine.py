@@ -161,7 +161,7 @@ def time_shard_batches(engine, requests: list[GenerationRequest], shard_size: in
     return {"tokens": tokens, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def benchmark(n_problems: int = 200, samples: int = 8, max_tokens: int = 64, shard_size: int | None = None,
+def benchmark(n_problems: int = 1000, samples: int = 8, max_tokens: int = 64, shard_size: int | None = None,
               seed: int = 0) -> dict:
     """Raw and pipeline tokens/s on the same workload; ``ratio`` is pipeline / raw."""
     from pipeline.engines.vllm_engine import has_cuda
