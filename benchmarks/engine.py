@@ -113,15 +113,17 @@ def _import_runner() -> bool:
 
 @contextmanager
 def _job_uses(engine):
-    """Hand ``run_job`` an engine already started: its ``make_engine`` call returns this one."""
+    """Hand ``run_job`` an engine already started: its ``make_engine`` call returns this one, and its
+    ``shutdown_engine`` leaves it running (the benchmark reads its statistics, then shuts it down)."""
     import pipeline.runner as runner
 
-    original = runner.make_engine
+    originals = runner.make_engine, runner.shutdown_engine
     runner.make_engine = lambda model_config, **_: engine
+    runner.shutdown_engine = lambda built: None if built is engine else originals[1](built)
     try:
         yield
     finally:
-        runner.make_engine = original
+        runner.make_engine, runner.shutdown_engine = originals
 
 
 def run_pipeline(config: JobConfig, requests: list[GenerationRequest], out: str) -> dict:
@@ -139,15 +141,19 @@ def run_pipeline(config: JobConfig, requests: list[GenerationRequest], out: str)
         engine.generate(requests[:WARM_UP_REQUESTS])
         ray.get(ray.remote(_import_runner).options(num_cpus=config.ray.shard_cpus).remote())
         batches = time_shard_batches(engine, requests, config.output.shard_size)
+        actor = engine.actors[0]
         with _job_uses(engine):
+            idle_before = ray.get(actor.stats.remote())["idle_s"]
             started = time.perf_counter()
             summary = run_job(config, out, progress=False)
             seconds = time.perf_counter() - started
+            idle = ray.get(actor.stats.remote())["idle_s"] - idle_before
     finally:
-        shutdown_engine(engine)  # run_job shuts it down too; killing an actor twice is harmless
+        shutdown_engine(engine)
     tokens = sum(sum(part.column(0).to_pylist()) for part in DatasetStore(out).iter_layer("solutions", ["generated_tokens"]))
     return {"tokens": tokens, "sequences": summary.solutions, "failed_solutions": summary.failed_solutions,
-            "shards": summary.shards_total, "seconds": round(seconds, 3), "shard_batches": batches}
+            "shards": summary.shards_total, "seconds": round(seconds, 3), "shard_batches": batches,
+            "engine_idle_s": round(idle, 3)}
 
 
 def time_shard_batches(engine, requests: list[GenerationRequest], shard_size: int) -> dict:
@@ -186,6 +192,8 @@ def benchmark(n_problems: int = 1000, samples: int = 8, max_tokens: int = 64, sh
         "pipeline_tokens_per_s": round(pipeline_rate, 1),
         "pipeline_shards": pipeline["shards"],
         "pipeline_failed_solutions": pipeline["failed_solutions"],
+        # seconds of the job during which the engine had nothing to run: the pipeline failing to feed it
+        "pipeline_engine_idle_s": pipeline["engine_idle_s"],
         "same_tokens": raw["tokens"] == pipeline["tokens"],
         "ratio": round(pipeline_rate / raw_rate, 3),
         # where the gap is: the engine actor fed shard-sized batches alone, without the pipeline's work

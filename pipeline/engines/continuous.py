@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +54,7 @@ class ContinuousBatcher:
         self.calls = 0  # statistics for benchmarks and tests
         self.steps = 0
         self.peak_calls_in_flight = 0
+        self.idle_s = 0.0  # time the engine had nothing to run (benchmarks: is the pipeline keeping it fed?)
         self._thread = threading.Thread(target=self._loop, name=f"{name}-loop", daemon=True)
         self._thread.start()
 
@@ -69,15 +71,18 @@ class ContinuousBatcher:
 
     def stats(self) -> dict[str, int]:
         return {"caller_calls": self.calls, "engine_steps": self.steps,
-                "peak_calls_in_flight": self.peak_calls_in_flight}
+                "peak_calls_in_flight": self.peak_calls_in_flight, "idle_s": round(self.idle_s, 3)}
 
     # ---------------------------------------------------------------- the engine thread
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._incoming and not self._owners:
-                    self._lock.wait()
+                if not self._incoming and not self._owners:
+                    idle_since = time.perf_counter()
+                    while not self._incoming and not self._owners:
+                        self._lock.wait()
+                    self.idle_s += time.perf_counter() - idle_since
                 incoming, self._incoming = self._incoming, []
             for call in incoming:
                 self._admit(call)

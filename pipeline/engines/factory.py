@@ -33,8 +33,9 @@ class EngineActorBody:
     def ready(self) -> bool:
         return True
 
-    def stats(self) -> dict[str, int]:
-        """Calls served, engine steps run, and the most calls that shared the running batch at once."""
+    def stats(self) -> dict[str, float]:
+        """Calls served, engine steps run, the most calls that shared the running batch at once, and the
+        seconds the engine sat with nothing to run."""
         return self.engine.stats()
 
 
