@@ -60,16 +60,16 @@ class ContinuousBatcher:
 
     def run(self, prepared: list[tuple[int, str, Any]], results: list[GenerationResult | None]) -> None:
         """Generate for every prepared request and fill ``results`` at its position; return when done."""
-        call = _Call(prepared, results, remaining=len(prepared))
         if not prepared:
             return
+        call = _Call(prepared, results, remaining=len(prepared))
         with self._lock:
             self.calls += 1
             self._incoming.append(call)
             self._lock.notify()
         call.done.wait()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         return {"caller_calls": self.calls, "engine_steps": self.steps,
                 "peak_calls_in_flight": self.peak_calls_in_flight, "idle_s": round(self.idle_s, 3)}
 
@@ -84,10 +84,11 @@ class ContinuousBatcher:
                         self._lock.wait()
                     self.idle_s += time.perf_counter() - idle_since
                 incoming, self._incoming = self._incoming, []
-            for call in incoming:
-                self._admit(call)
-            in_flight = {id(call) for call, _ in self._owners.values()}
-            self.peak_calls_in_flight = max(self.peak_calls_in_flight, len(in_flight))
+            if incoming:  # calls in flight only grow here: the peak is measured on admission, not per step
+                for call in incoming:
+                    self._admit(call)
+                in_flight = {id(call) for call, _ in self._owners.values()}
+                self.peak_calls_in_flight = max(self.peak_calls_in_flight, len(in_flight))
             if not self._owners:
                 continue
             try:

@@ -7,14 +7,11 @@ rollout from a prefix shares that prefix.
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
 from typing import Any
 
 from data_schemas.engine import Completion, GenerationRequest, GenerationResult
 from pipeline.engines.continuous import ContinuousBatcher
-
-log = logging.getLogger(__name__)
 
 CPU_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
@@ -97,7 +94,7 @@ class VLLMEngine:
         self.batcher.run(prepared, results)
         return results  # type: ignore[return-value]
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         return self.batcher.stats()
 
 
